@@ -1,0 +1,116 @@
+package actors
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// Socket is the write side of one WebSocket connection. Only the
+// connection's actor calls it, so implementations need no locking.
+type Socket interface {
+	// WriteFrames writes complete frames in order, in as few system calls as
+	// it can, under the write deadline. It may modify frames.
+	WriteFrames(frames [][]byte) error
+	// WriteClose writes a close frame and half-closes the stream so the peer
+	// reads every frame before it, then gives the reader a short grace period
+	// to see the peer's reply.
+	WriteClose(code uint16, reason string) error
+	// Close releases the socket. It unblocks the reader.
+	Close() error
+}
+
+// conn is one connection as the room, the reader and the actor see it.
+type conn struct {
+	// Static after construction.
+	id      uint64
+	user    string
+	room    *actor.PID
+	pid     *actor.PID // set before the actor can receive anything addressed by others
+	sock    Socket
+	sys     *System
+	remote  string
+	expires time.Time
+	opened  time.Time
+
+	// Send-queue accounting: enqueuers add, the actor subtracts after writing.
+	queuedMsgs  atomic.Int64
+	queuedBytes atomic.Int64
+
+	// reason is the first close reason decided for the connection; once set,
+	// nothing more is queued and the actor writes the close frame.
+	reason   atomic.Uint32
+	peerCode atomic.Uint32 // the code of a peer-initiated close
+	lastRead atomic.Int64  // unix nanoseconds of the last frame read
+	ident    atomic.Pointer[identity]
+
+	msgsIn  atomic.Int64 // messages read, for the close log line
+	msgsOut atomic.Int64 // frames written, for the close log line
+}
+
+// Messages for the connection actor. Queued items are counted against the
+// send-queue bound; control items are not.
+type (
+	// serverFrame is a complete frame made by the room (pull_response,
+	// the server's own peer_pull_response).
+	serverFrame struct {
+		b    []byte
+		kind int
+	}
+	closeNow    struct{}
+	readerDone  struct{}
+	livenessTic struct{}
+	pongFrame   struct{ b []byte }
+)
+
+const ackCost = 128 // bytes an ack is counted as before it is encoded
+
+// cost is what a queued message counts against the recipient's byte bound.
+func cost(to *conn, msg any) int64 {
+	switch m := msg.(type) {
+	case *inbound:
+		if m.c == to {
+			return ackCost
+		}
+		return int64(len(m.frame))
+	case *serverFrame:
+		return int64(len(m.b))
+	case *pongFrame:
+		return int64(len(m.b))
+	}
+	return ackCost // errors
+}
+
+// enqueue puts msg on c's send queue without ever blocking. Over the bound
+// it closes c as a slow consumer and reports false.
+func (c *conn) enqueue(sender actor.SenderContext, msg any) bool {
+	if c.reason.Load() != 0 {
+		return false
+	}
+	n := cost(c, msg)
+	msgs := c.queuedMsgs.Add(1)
+	bytes := c.queuedBytes.Add(n)
+	if msgs > int64(c.sys.cfg.SendQueueMessages) || bytes > c.sys.cfg.SendQueueBytes {
+		c.queuedMsgs.Add(-1)
+		c.queuedBytes.Add(-n)
+		if c.close(CloseSlowConsumer) {
+			c.sys.metrics.SlowConsumers.Inc()
+		}
+		return false
+	}
+	sender.Send(c.pid, msg)
+	return true
+}
+
+// close decides the connection's end. Only the first reason counts; it
+// reports whether this call was the one that decided.
+func (c *conn) close(r CloseReason) bool {
+	if !c.reason.CompareAndSwap(0, uint32(r)) {
+		return false
+	}
+	c.sys.root.Send(c.pid, closeNow{})
+	return true
+}
+
+func (c *conn) closeReason() CloseReason { return CloseReason(c.reason.Load()) }

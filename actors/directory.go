@@ -1,0 +1,104 @@
+package actors
+
+import (
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// The directory is the only place rooms are created and stopped, so a room
+// that is stopping can never swallow a newcomer of its user: the directory
+// counts each user's admitted connections and stops the room only when that
+// count reaches zero, after which the next admission creates a fresh room.
+
+type admit struct {
+	user  string
+	reply chan<- admitReply
+}
+
+type admitReply struct {
+	room *actor.PID
+	err  error
+}
+
+// release gives back one admitted slot. room names the room it was admitted
+// to, so that a slot of a failed room is not taken from its successor.
+type release struct {
+	user string
+	room *actor.PID
+}
+
+type drainAll struct{}
+
+type roomEntry struct {
+	pid   *actor.PID
+	conns int
+}
+
+// directoryState survives a restart of the directory actor.
+type directoryState struct {
+	rooms map[string]*roomEntry
+	total int
+}
+
+type directory struct {
+	sys   *System
+	state *directoryState
+}
+
+func (d *directory) Receive(ctx actor.Context) {
+	st := d.state
+	switch m := ctx.Message().(type) {
+	case *admit:
+		cfg := &d.sys.cfg
+		if d.sys.draining.Load() {
+			m.reply <- admitReply{err: ErrDraining}
+			return
+		}
+		if cfg.MaxConns > 0 && st.total >= cfg.MaxConns {
+			m.reply <- admitReply{err: ErrGlobalLimit}
+			return
+		}
+		e := st.rooms[m.user]
+		if e != nil && e.conns >= cfg.MaxConnsPerUser {
+			m.reply <- admitReply{err: ErrUserLimit}
+			return
+		}
+		if e == nil {
+			user := m.user
+			props := actor.PropsFromProducer(func() actor.Actor { return newRoom(d.sys, user) }, d.sys.roomOpts...)
+			e = &roomEntry{pid: ctx.Spawn(props)}
+			st.rooms[m.user] = e
+			d.sys.metrics.Rooms.Inc()
+		}
+		e.conns++
+		st.total++
+		m.reply <- admitReply{room: e.pid}
+	case *release:
+		e := st.rooms[m.user]
+		if e == nil || !e.pid.Equal(m.room) {
+			return
+		}
+		e.conns--
+		st.total--
+		if e.conns <= 0 {
+			delete(st.rooms, m.user)
+			d.sys.metrics.Rooms.Dec()
+			ctx.Stop(e.pid)
+		}
+	case drainAll:
+		for _, e := range st.rooms {
+			ctx.Send(e.pid, drainAll{})
+		}
+	case *actor.Terminated:
+		// A room stopped by its supervisor after a failure: forget it so the
+		// user's next connection gets a new room. Its connections are being
+		// closed; their releases name the dead room and are ignored.
+		for user, e := range st.rooms {
+			if e.pid.Equal(m.Who) {
+				delete(st.rooms, user)
+				st.total -= e.conns
+				d.sys.metrics.Rooms.Dec()
+				break
+			}
+		}
+	}
+}

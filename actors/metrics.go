@@ -1,0 +1,119 @@
+package actors
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/livestore-relay/livestore-relay/protocol"
+)
+
+// Outbound message kinds, as metric labels. Relayed kinds share their names
+// with protocol types.
+const (
+	kindPush             = "push"
+	kindPeerPull         = "peer_pull"
+	kindPeerPullResponse = "peer_pull_response"
+	kindAck              = "ack"
+	kindPullResponse     = "pull_response"
+	kindError            = "error"
+	kindCount            = 6
+)
+
+var outKinds = [kindCount]string{kindPush, kindPeerPull, kindPeerPullResponse, kindAck, kindPullResponse, kindError}
+
+const (
+	outPush = iota
+	outPeerPull
+	outPeerPullResponse
+	outAck
+	outPullResponse
+	outError
+)
+
+// Metrics are the relay's counters and gauges. Children of labelled vectors
+// are resolved once here so the message path only does atomic adds.
+type Metrics struct {
+	Connections     prometheus.Gauge
+	Rooms           prometheus.Gauge
+	SlowConsumers   prometheus.Counter
+	RelayLatency    prometheus.Histogram
+	QueueDepth      prometheus.Histogram
+	MailboxDepth    prometheus.Gauge
+	in              [protocol.TypePeerPullResponse + 1]prometheus.Counter
+	inBytes         prometheus.Counter
+	out             [kindCount]prometheus.Counter
+	outBytes        prometheus.Counter
+	errors          [protocol.CodeInternalError + 1]prometheus.Counter
+	closes          [closeReasonCount]prometheus.Counter
+	closesByCode    *prometheus.CounterVec
+	drops           *prometheus.CounterVec
+	droppedRate     prometheus.Counter
+	droppedMismatch prometheus.Counter
+}
+
+// NewMetrics creates the relay metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	const ns = "livestore_relay"
+	m := &Metrics{
+		Connections: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "connections",
+			Help: "Open WebSocket connections, bound or not."}),
+		Rooms: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "rooms",
+			Help: "Users with at least one open connection."}),
+		SlowConsumers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "slow_consumer_disconnects_total",
+			Help: "Connections closed with 4003 because their send queue passed its bound."}),
+		RelayLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "relay_latency_seconds",
+			Help:    "Time from a push frame read to its frames queued for every recipient.",
+			Buckets: []float64{5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3}}),
+		QueueDepth: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "send_queue_depth_messages",
+			Help:    "Messages waiting in a connection's send queue, sampled at each write.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}}),
+		MailboxDepth: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "directory_mailbox_depth_messages",
+			Help: "Messages waiting for the room directory actor."}),
+		inBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "received_bytes_total",
+			Help: "Bytes of WebSocket message payloads received from clients."}),
+		outBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "sent_bytes_total",
+			Help: "Bytes of WebSocket frames written to clients."}),
+		closesByCode: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "closes_total",
+			Help: "Closed connections by close code and reason."}, []string{"code", "reason"}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "dropped_messages_total",
+			Help: "Client messages neither relayed nor answered normally, by reason."}, []string{"reason"}),
+	}
+	in := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_received_total",
+		Help: "Client messages received, by type (unknown for anything unparseable or unsupported)."}, []string{"type"})
+	for t := protocol.TypeUnknown; t <= protocol.TypePeerPullResponse; t++ {
+		m.in[t] = in.WithLabelValues(t.String())
+	}
+	out := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_sent_total",
+		Help: "Messages queued for clients, by type."}, []string{"type"})
+	for i, k := range outKinds {
+		m.out[i] = out.WithLabelValues(k)
+	}
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "errors_total",
+		Help: "Error messages sent to clients, by code."}, []string{"code"})
+	for _, c := range protocol.AllCodes() {
+		m.errors[c] = errs.WithLabelValues(c.String())
+	}
+	for r := ClosePeer; r < closeReasonCount; r++ {
+		code := r.Code()
+		if r == ClosePeer {
+			continue // labelled with the peer's own code when it happens
+		}
+		m.closes[r] = m.closesByCode.WithLabelValues(strconv.Itoa(int(code)), r.String())
+	}
+	m.droppedRate = m.drops.WithLabelValues("rate_limited")
+	m.droppedMismatch = m.drops.WithLabelValues("client_mismatch")
+	reg.MustRegister(m.Connections, m.Rooms, m.SlowConsumers, m.RelayLatency, m.QueueDepth, m.MailboxDepth,
+		in, m.inBytes, out, m.outBytes, errs, m.closesByCode, m.drops)
+	return m
+}
+
+func (m *Metrics) closed(r CloseReason, peerCode uint16) {
+	if r == ClosePeer {
+		m.closesByCode.WithLabelValues(strconv.Itoa(int(peerCode)), r.String()).Inc()
+		return
+	}
+	if r < closeReasonCount && m.closes[r] != nil {
+		m.closes[r].Inc()
+	}
+}

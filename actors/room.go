@@ -1,0 +1,297 @@
+package actors
+
+import (
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/livestore-relay/livestore-relay/protocol"
+)
+
+type (
+	join   struct{ c *conn }
+	leave  struct{ c *conn }
+	expire struct{ req *pullRequest }
+)
+
+// peer is a connection in its user's room. Owned by the room.
+type peer struct {
+	c        *conn
+	id       identity
+	bound    bool
+	requests int // pending peer_pulls this peer started
+}
+
+// pullRequest is a peer_pull waiting for its targets' responses.
+type pullRequest struct {
+	id      string
+	from    *peer
+	targets []*peer
+	timer   *time.Timer
+}
+
+// room is one user's actor. It alone decides where the user's messages go,
+// so routing needs no locks: the peer table and the pending peer_pulls are
+// its private state.
+type room struct {
+	sys        *System
+	user       string
+	self       *actor.PID
+	peers      map[*conn]*peer
+	bound      []*peer // relay order: binding order
+	byIdentity map[identity]*peer
+	pending    map[string][]*pullRequest // by requestId; usually one each
+	slow       []*peer                   // scratch for one fan-out
+}
+
+func newRoom(sys *System, user string) *room {
+	return &room{
+		sys:        sys,
+		user:       user,
+		peers:      make(map[*conn]*peer),
+		byIdentity: make(map[identity]*peer),
+		pending:    make(map[string][]*pullRequest),
+	}
+}
+
+func (r *room) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *inbound:
+		r.handle(ctx, m)
+	case *join:
+		r.peers[m.c] = &peer{c: m.c}
+	case *leave:
+		if p := r.peers[m.c]; p != nil {
+			r.unbind(p)
+			delete(r.peers, m.c)
+		}
+	case *expire:
+		r.finish(m.req)
+	case drainAll:
+		for c := range r.peers {
+			c.close(CloseGoingAway)
+		}
+	case *actor.Started:
+		r.self = ctx.Self()
+	case *actor.Stopping:
+		// Stopped with peers still here means the room failed: close them
+		// so their clients reconnect into a fresh room.
+		for c := range r.peers {
+			c.close(CloseInternal)
+		}
+		for _, reqs := range r.pending {
+			for _, req := range reqs {
+				req.timer.Stop()
+			}
+		}
+	}
+}
+
+func (r *room) handle(ctx actor.Context, m *inbound) {
+	p := r.peers[m.c]
+	if p == nil || m.c.reason.Load() != 0 {
+		return
+	}
+	if m.err != nil {
+		r.sendError(ctx, p, m.err)
+		return
+	}
+	if m.bindAs != nil {
+		r.bind(p, *m.bindAs)
+	}
+	if !p.bound {
+		return // replaced by a newer connection since this message was read
+	}
+	switch m.typ {
+	case protocol.TypePush:
+		r.push(ctx, p, m)
+	case protocol.TypePull:
+		r.pull(ctx, p)
+	case protocol.TypePeerPull:
+		r.peerPull(ctx, p, m)
+	case protocol.TypePeerPullResponse:
+		r.peerPullResponse(ctx, p, m)
+	}
+}
+
+func (r *room) bind(p *peer, id identity) {
+	if old := r.byIdentity[id]; old != nil && old != p {
+		old.c.close(CloseReplaced)
+		r.unbind(old)
+	}
+	p.id, p.bound = id, true
+	r.byIdentity[id] = p
+	r.bound = append(r.bound, p)
+}
+
+// unbind takes p out of routing: no more relays to it, its own requests
+// end, and it is no longer a target of anyone's.
+func (r *room) unbind(p *peer) {
+	if !p.bound {
+		return
+	}
+	p.bound = false
+	if i := slices.Index(r.bound, p); i >= 0 {
+		r.bound = slices.Delete(r.bound, i, i+1)
+	}
+	if r.byIdentity[p.id] == p {
+		delete(r.byIdentity, p.id)
+	}
+	var ended []*pullRequest
+	for _, reqs := range r.pending {
+		for _, req := range reqs {
+			if req.from == p {
+				ended = append(ended, req)
+				continue
+			}
+			if i := slices.Index(req.targets, p); i >= 0 {
+				req.targets = slices.Delete(req.targets, i, i+1)
+				if len(req.targets) == 0 {
+					ended = append(ended, req)
+				}
+			}
+		}
+	}
+	for _, req := range ended {
+		r.finish(req)
+	}
+}
+
+// deliver queues msg for p; a peer that cannot take it is closed as a slow
+// consumer and leaves routing after the current fan-out.
+func (r *room) deliver(ctx actor.Context, p *peer, msg any, kind int) bool {
+	if p.c.enqueue(ctx, msg) {
+		r.sys.metrics.out[kind].Inc()
+		return true
+	}
+	r.slow = append(r.slow, p)
+	return false
+}
+
+func (r *room) dropSlow() {
+	for _, p := range r.slow {
+		r.unbind(p)
+	}
+	clear(r.slow)
+	r.slow = r.slow[:0]
+}
+
+func (r *room) sendError(ctx actor.Context, p *peer, e *protocol.Error) {
+	r.sys.metrics.errors[e.Code].Inc()
+	r.deliver(ctx, p, e, outError)
+	r.dropSlow()
+}
+
+func (r *room) push(ctx actor.Context, p *peer, m *inbound) {
+	if m.events > 0 {
+		for _, q := range r.bound {
+			if q != p {
+				r.deliver(ctx, q, m, outPush)
+			}
+		}
+	}
+	r.deliver(ctx, p, m, outAck) // every recipient has it queued: ack
+	r.dropSlow()
+	r.sys.metrics.RelayLatency.Observe(time.Since(m.read).Seconds())
+}
+
+func (r *room) pull(ctx actor.Context, p *peer) {
+	peers := make([]string, 0, len(r.bound))
+	for _, q := range r.bound {
+		if q.id.clientID != p.id.clientID && q.c.reason.Load() == 0 {
+			peers = append(peers, q.id.clientID)
+		}
+	}
+	slices.Sort(peers)
+	peers = slices.Compact(peers)
+	_, f := appendServerFrame(make([]byte, 0, 160+len(peers)*32), func(b []byte) []byte {
+		return protocol.AppendPullResponse(b, r.sys.now(), peers)
+	})
+	r.deliver(ctx, p, &serverFrame{b: f, kind: outPullResponse}, outPullResponse)
+	r.dropSlow()
+}
+
+func (r *room) findPending(id string, match func(*pullRequest) bool) *pullRequest {
+	for _, req := range r.pending[id] {
+		if match(req) {
+			return req
+		}
+	}
+	return nil
+}
+
+func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
+	if r.findPending(m.requestID, func(req *pullRequest) bool { return req.from == p }) != nil {
+		r.sendError(ctx, p, errDuplicateReq)
+		return
+	}
+	var targets []*peer
+	for _, q := range r.bound {
+		if q == p || q.c.reason.Load() != 0 {
+			continue
+		}
+		if m.hasTarget && q.id.clientID == m.target || !m.hasTarget && q.id.clientID != p.id.clientID {
+			targets = append(targets, q)
+		}
+	}
+	if len(targets) > 0 && p.requests >= r.sys.cfg.MaxPendingPeerPulls {
+		r.sendError(ctx, p, errTooManyPulls)
+		return
+	}
+	accepted := targets[:0]
+	for _, q := range targets {
+		if r.deliver(ctx, q, m, outPeerPull) {
+			accepted = append(accepted, q)
+		}
+	}
+	r.dropSlow()
+	if len(accepted) == 0 {
+		// Nobody can answer: the server does, and nothing stays pending.
+		_, f := appendServerFrame(make([]byte, 0, 160+len(m.requestID)), func(b []byte) []byte {
+			return protocol.AppendServerPeerPullResponse(b, r.sys.now(), []byte(m.requestID))
+		})
+		r.deliver(ctx, p, &serverFrame{b: f, kind: outPeerPullResponse}, outPeerPullResponse)
+		r.dropSlow()
+		return
+	}
+	req := &pullRequest{id: m.requestID, from: p, targets: accepted}
+	self := r.self
+	req.timer = time.AfterFunc(r.sys.cfg.PeerPullTimeout, func() { r.sys.root.Send(self, &expire{req: req}) })
+	p.requests++
+	r.pending[req.id] = append(r.pending[req.id], req)
+}
+
+func (r *room) peerPullResponse(ctx actor.Context, p *peer, m *inbound) {
+	req := r.findPending(m.requestID, func(req *pullRequest) bool { return slices.Contains(req.targets, p) })
+	if req == nil {
+		r.sendError(ctx, p, errUnknownRequest)
+		return
+	}
+	r.deliver(ctx, req.from, m, outPeerPullResponse)
+	if !m.hasMore {
+		if i := slices.Index(req.targets, p); i >= 0 {
+			req.targets = slices.Delete(req.targets, i, i+1)
+		}
+		if len(req.targets) == 0 {
+			r.finish(req)
+		}
+	}
+	r.dropSlow()
+}
+
+// finish ends a pending request, whatever the cause. It is idempotent.
+func (r *room) finish(req *pullRequest) {
+	reqs := r.pending[req.id]
+	i := slices.Index(reqs, req)
+	if i < 0 {
+		return
+	}
+	req.timer.Stop()
+	req.from.requests--
+	if len(reqs) == 1 {
+		delete(r.pending, req.id)
+	} else {
+		r.pending[req.id] = slices.Delete(reqs, i, i+1)
+	}
+}

@@ -1,0 +1,165 @@
+package actors
+
+import (
+	"bytes"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/livestore-relay/livestore-relay/protocol"
+)
+
+// Errors the session answers without routing a message anywhere. They are
+// never modified.
+var (
+	errRateLimited    = &protocol.Error{Code: protocol.CodeRateLimited, Message: "message rate exceeded; message dropped"}
+	errClientMismatch = &protocol.Error{Code: protocol.CodeClientMismatch, Message: "clientId and sessionId must match the first message on this connection"}
+	errBinary         = &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "binary frames are not accepted; send JSON text"}
+	errDuplicateReq   = &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "requestId is already pending on this connection"}
+	errTooManyPulls   = &protocol.Error{Code: protocol.CodeLimitExceeded, Message: "too many pending peer_pull requests on this connection"}
+	errUnknownRequest = &protocol.Error{Code: protocol.CodeUnknownRequest, Message: "no pending peer_pull with this requestId expects a response from this connection"}
+)
+
+// Session is the inbound side of one connection. Its methods are called by
+// the socket's reader, one at a time, never concurrently.
+type Session struct {
+	c       *conn
+	limiter *rate.Limiter
+	msg     protocol.Message
+	// The identity bound by the first valid message; set once.
+	bound     bool
+	clientID  []byte
+	sessionID []byte
+}
+
+func newSession(c *conn) *Session {
+	return &Session{c: c, limiter: rate.NewLimiter(rate.Limit(c.sys.cfg.Rate), c.sys.cfg.RateBurst)}
+}
+
+// identity is a bound (clientId, sessionId) pair.
+type identity struct{ clientID, sessionID string }
+
+// inbound is one accepted client message on its way to the room. The room
+// queues the same value to every recipient (they write frame) and to the
+// sender (which writes the ack), so a relayed push costs one allocation
+// besides its buffer.
+type inbound struct {
+	c      *conn
+	typ    protocol.Type
+	err    *protocol.Error // answer this error and nothing else
+	frame  []byte          // the received bytes as a server frame
+	read   time.Time
+	bindAs *identity // set on the message that binds the connection
+	// push and peer_pull_response
+	events int
+	lastTs int64
+	// peer_pull and peer_pull_response
+	requestID string
+	target    string
+	hasTarget bool
+	hasMore   bool
+}
+
+// Closing reports whether the connection's end has been decided; the reader
+// then only waits for the peer's close or the end of the stream.
+func (s *Session) Closing() bool { return s.c.reason.Load() != 0 }
+
+// Touch records that a frame arrived, for the liveness check.
+func (s *Session) Touch(now time.Time) { s.c.lastRead.Store(now.UnixNano()) }
+
+// Text handles one complete text message. buf holds FrameHeaderRoom free
+// bytes and then the unmasked, UTF-8 checked payload; the session keeps buf.
+func (s *Session) Text(buf []byte, now time.Time) {
+	c := s.c
+	if s.Closing() {
+		return
+	}
+	sys := c.sys
+	c.msgsIn.Add(1)
+	sys.metrics.inBytes.Add(float64(len(buf) - FrameHeaderRoom))
+	if !s.limiter.AllowN(now, 1) {
+		sys.metrics.in[protocol.TypeUnknown].Inc()
+		sys.metrics.droppedRate.Inc()
+		s.answer(errRateLimited)
+		return
+	}
+	m := &s.msg
+	if err := sys.decoder.Decode(buf[FrameHeaderRoom:], m); err != nil {
+		sys.metrics.in[m.Type].Inc()
+		if pe, ok := err.(*protocol.Error); ok {
+			s.answer(pe)
+		} else {
+			s.answer(&protocol.Error{Code: protocol.CodeInvalidMessage, Message: "invalid message"})
+		}
+		return
+	}
+	sys.metrics.in[m.Type].Inc()
+	in := &inbound{c: c, typ: m.Type, read: now}
+	if !s.bound {
+		s.bound = true
+		s.clientID = append([]byte(nil), m.ClientID...)
+		s.sessionID = append([]byte(nil), m.SessionID...)
+		id := &identity{clientID: string(m.ClientID), sessionID: string(m.SessionID)}
+		c.ident.Store(id)
+		in.bindAs = id
+	} else if !bytes.Equal(m.ClientID, s.clientID) || !bytes.Equal(m.SessionID, s.sessionID) {
+		sys.metrics.droppedMismatch.Inc()
+		s.answer(errClientMismatch)
+		return
+	}
+	switch m.Type {
+	case protocol.TypePush:
+		in.frame = relayFrame(buf)
+		in.events, in.lastTs = m.EventCount, m.LastEventTimestamp
+	case protocol.TypePeerPull:
+		in.frame = relayFrame(buf)
+		in.requestID = string(m.RequestID)
+		if m.TargetClientID != nil {
+			in.target, in.hasTarget = string(m.TargetClientID), true
+		}
+	case protocol.TypePeerPullResponse:
+		in.frame = relayFrame(buf)
+		in.requestID = string(m.RequestID)
+		in.events, in.lastTs = m.EventCount, m.LastEventTimestamp
+		in.hasMore = m.HasMore
+	}
+	sys.root.Send(c.room, in)
+}
+
+// Binary handles a binary message, which the protocol does not use.
+func (s *Session) Binary() {
+	if s.Closing() {
+		return
+	}
+	s.c.msgsIn.Add(1)
+	s.c.sys.metrics.in[protocol.TypeUnknown].Inc()
+	s.answer(errBinary)
+}
+
+// answer sends an error through the room so that it reaches the client in
+// the order of the messages it answers.
+func (s *Session) answer(e *protocol.Error) {
+	s.c.sys.root.Send(s.c.room, &inbound{c: s.c, err: e})
+}
+
+// Ping answers a client ping with a pong carrying the same payload.
+func (s *Session) Ping(payload []byte) {
+	if s.Closing() {
+		return
+	}
+	s.c.enqueue(s.c.sys.root, &pongFrame{b: controlFrame(0xA, payload)})
+}
+
+// PeerClose handles the client's close frame; code 0 means it carried none.
+func (s *Session) PeerClose(code uint16) {
+	s.c.peerCode.Store(uint32(code))
+	s.c.close(ClosePeer)
+}
+
+// Fail ends the connection for a reason the reader found (a protocol
+// violation, a message over the size limit).
+func (s *Session) Fail(r CloseReason) { s.c.close(r) }
+
+// Done tells the connection that its reader has stopped and will not touch
+// the socket again.
+func (s *Session) Done() { s.c.sys.root.Send(s.c.pid, readerDone{}) }

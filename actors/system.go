@@ -1,0 +1,263 @@
+// Package actors holds the relay's routing: one room actor per user that owns
+// the user's peer table, a directory that creates and stops rooms, and one
+// connection actor per socket that is the only writer of that socket.
+//
+// Supervision:
+//   - The directory is restarted if it fails; its state lives outside the
+//     actor value so a restart keeps every room and count.
+//   - A room that fails is stopped, not restarted: a fresh room would have an
+//     empty peer table while connections still believe they are in it. Its
+//     Stopping handler closes every connection with 1011 so clients reconnect
+//     into a new room.
+//   - A connection actor that fails is stopped; its Stopping handler closes
+//     the socket with 1011 and leaves the room.
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/livestore-relay/livestore-relay/protocol"
+)
+
+// Config tunes the routing layer. The zero value of each field means the
+// default given in its comment.
+type Config struct {
+	MaxConnsPerUser     int           // 64
+	MaxConns            int           // 0: no limit
+	MaxEventsPerPush    int           // 1000
+	MaxPendingPeerPulls int           // 16
+	PeerPullTimeout     time.Duration // 60s
+	SendQueueMessages   int           // 1024
+	SendQueueBytes      int64         // 8 MiB
+	Rate                float64       // 200 messages per second per connection
+	RateBurst           int           // 400
+	PingInterval        time.Duration // 30s
+	// RoomThroughput and ConnThroughput are how many messages an actor
+	// handles before yielding its goroutine (protoactor dispatcher throughput).
+	RoomThroughput int // 300
+	ConnThroughput int // 300
+	// Mailbox is "ring" (protoactor's default unbounded ring buffer) or
+	// "lockfree" (unbounded MPSC linked queue). Bounded mailboxes are not
+	// offered: at the pinned protoactor version they busy-spin when full.
+	Mailbox string
+	Logger  zerolog.Logger
+	Metrics *Metrics // required
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxConnsPerUser, 64)
+	def(&c.MaxEventsPerPush, 1000)
+	def(&c.MaxPendingPeerPulls, 16)
+	def(&c.SendQueueMessages, 1024)
+	def(&c.RateBurst, 400)
+	def(&c.RoomThroughput, 300)
+	def(&c.ConnThroughput, 300)
+	if c.PeerPullTimeout <= 0 {
+		c.PeerPullTimeout = 60 * time.Second
+	}
+	if c.SendQueueBytes <= 0 {
+		c.SendQueueBytes = 8 << 20
+	}
+	if c.Rate <= 0 {
+		c.Rate = 200
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 30 * time.Second
+	}
+	if c.Mailbox == "" {
+		c.Mailbox = "ring"
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Admission errors, returned by Admit.
+var (
+	ErrUserLimit   = errors.New("user connection limit reached")
+	ErrGlobalLimit = errors.New("server connection limit reached")
+	ErrDraining    = errors.New("server is draining")
+)
+
+// System is the running routing layer.
+type System struct {
+	cfg       Config
+	log       zerolog.Logger
+	metrics   *Metrics
+	as        *actor.ActorSystem
+	root      *actor.RootContext
+	directory *actor.PID
+	roomOpts  []actor.PropsOption
+	connProps func(*conn) *actor.Props
+	decoder   *protocol.Decoder
+	batches   sync.Pool // *batch
+	draining  atomic.Bool
+	conns     sync.WaitGroup
+	nextID    atomic.Uint64
+}
+
+// NewSystem starts the actor system and the directory.
+func NewSystem(cfg Config) (*System, error) {
+	cfg.setDefaults()
+	if cfg.Metrics == nil {
+		return nil, errors.New("actors: Config.Metrics is required")
+	}
+	var mailbox actor.MailboxProducer
+	switch cfg.Mailbox {
+	case "ring":
+		mailbox = actor.Unbounded()
+	case "lockfree":
+		mailbox = actor.UnboundedLockfree()
+	default:
+		return nil, errors.New(`actors: mailbox must be "ring" or "lockfree"`)
+	}
+	s := &System{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics}
+	logger := slog.New(zerolog.NewSlogHandler(cfg.Logger.With().Str("component", "actor").Logger().Level(maxLevel(cfg.Logger.GetLevel(), zerolog.WarnLevel))))
+	s.as = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }),
+		actor.WithDeadLetterThrottleCount(1), actor.WithDeadLetterThrottleInterval(time.Minute))
+	s.root = s.as.Root
+	s.decoder = protocol.NewDecoder(protocol.Limits{MaxEventsPerPush: cfg.MaxEventsPerPush})
+	s.batches.New = func() any { return &batch{scratch: make([]byte, 0, batchScratch)} }
+
+	stopOnFailure := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
+	s.roomOpts = []actor.PropsOption{actor.WithMailbox(mailbox), actor.WithDispatcher(actor.NewDefaultDispatcher(cfg.RoomThroughput))}
+	connDispatcher := actor.NewDefaultDispatcher(cfg.ConnThroughput)
+	s.connProps = func(c *conn) *actor.Props {
+		return actor.PropsFromProducer(func() actor.Actor { return &connActor{c: c, sys: s} },
+			actor.WithMailbox(mailbox), actor.WithDispatcher(connDispatcher), actor.WithGuardian(stopOnFailure))
+	}
+	state := &directoryState{rooms: make(map[string]*roomEntry)}
+	dirProps := actor.PropsFromProducer(func() actor.Actor { return &directory{sys: s, state: state} },
+		actor.WithSupervisor(stopOnFailure))
+	pid, err := s.root.SpawnNamed(dirProps, "directory")
+	if err != nil {
+		return nil, err
+	}
+	s.directory = pid
+	return s, nil
+}
+
+func maxLevel(a, b zerolog.Level) zerolog.Level {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// Admission is a reserved place for one connection of one user.
+type Admission struct {
+	sys   *System
+	user  string
+	room  *actor.PID
+	used  bool
+	ended bool
+}
+
+// Admit reserves a connection slot for user, enforcing the per-user and
+// global limits. The caller must either Open the admission or Cancel it.
+func (s *System) Admit(ctx context.Context, user string) (*Admission, error) {
+	if s.draining.Load() {
+		return nil, ErrDraining
+	}
+	reply := make(chan admitReply, 1)
+	s.root.Send(s.directory, &admit{user: user, reply: reply})
+	select {
+	case r := <-reply:
+		if r.err != nil {
+			return nil, r.err
+		}
+		return &Admission{sys: s, user: user, room: r.room}, nil
+	case <-ctx.Done():
+		// The directory will answer eventually; give the slot back then.
+		go func() {
+			if r := <-reply; r.err == nil {
+				s.root.Send(s.directory, &release{user: user, room: r.room})
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// Cancel gives back an admission that was not opened.
+func (a *Admission) Cancel() {
+	if a.used || a.ended {
+		return
+	}
+	a.ended = true
+	a.sys.root.Send(a.sys.directory, &release{user: a.user, room: a.room})
+}
+
+// ConnInfo describes an accepted socket, for logs and timers.
+type ConnInfo struct {
+	Remote  string
+	Expires time.Time // token expiry; zero means none
+}
+
+// Open spawns the connection actor for an upgraded socket and joins it to its
+// user's room. The returned Session is for the socket's reader.
+func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
+	a.used = true
+	c := &conn{
+		id:      s.nextID.Add(1),
+		user:    a.user,
+		room:    a.room,
+		sock:    sock,
+		sys:     s,
+		remote:  info.Remote,
+		expires: info.Expires,
+		opened:  s.cfg.Now(),
+	}
+	c.lastRead.Store(c.opened.UnixNano())
+	s.conns.Add(1)
+	s.metrics.Connections.Inc()
+	c.pid = s.root.Spawn(s.connProps(c))
+	s.root.Send(a.room, &join{c: c})
+	return newSession(c)
+}
+
+// Drain stops admitting connections and closes every open one with 1001.
+func (s *System) Drain() {
+	s.draining.Store(true)
+	s.root.Send(s.directory, drainAll{})
+}
+
+// Draining reports whether Drain was called.
+func (s *System) Draining() bool { return s.draining.Load() }
+
+// Wait blocks until every opened connection has ended or ctx is done.
+func (s *System) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Shutdown stops the actor system. Connections still open are abandoned.
+func (s *System) Shutdown() {
+	s.root.Stop(s.directory)
+	s.as.Shutdown()
+}
+
+func (s *System) now() int64 { return s.cfg.Now().UnixMilli() }

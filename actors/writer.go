@@ -1,0 +1,256 @@
+package actors
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/livestore-relay/livestore-relay/protocol"
+)
+
+const (
+	batchScratch   = 8 << 10   // room for server-encoded frames in one batch
+	maxServerFrame = 1 << 10   // the largest ack, error or pong the writer encodes
+	maxBatchFrames = 256       // frames per writev, well under IOV_MAX
+	maxBatchBytes  = 256 << 10 // bytes per writev
+)
+
+// batch is the frames waiting for one write. Borrowed from a pool while a
+// connection has something to write, so idle connections hold none.
+type batch struct {
+	bufs    [][]byte
+	scratch []byte
+	msgs    int64
+	bytes   int64
+}
+
+// connActor owns one socket's write side. Frames arrive through its mailbox,
+// which is the connection's send queue; frames already waiting there are
+// written together in one system call.
+type connActor struct {
+	c         *conn
+	sys       *System
+	b         *batch
+	timer     *time.Timer
+	closeSent bool // a close frame was written, or the socket is beyond writing
+	broken    bool // a write failed: the stream is no longer framed
+	readerOut bool // the reader has stopped
+	stopping  bool
+}
+
+func (a *connActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *inbound, *protocol.Error, *serverFrame, *pongFrame:
+		a.queue(m)
+	case closeNow:
+		a.flush()
+		a.writeClose(ctx)
+	case readerDone:
+		a.readerOut = true
+		if a.c.reason.CompareAndSwap(0, uint32(ClosePeerGone)) {
+			a.flush()
+		}
+		a.writeClose(ctx)
+	case livenessTic:
+		a.tick()
+	case *actor.Started:
+		self, root := ctx.Self(), a.sys.root
+		a.timer = time.AfterFunc(a.nextTick(a.sys.cfg.Now()), func() { root.Send(self, livenessTic{}) })
+		a.sys.log.Info().Uint64("conn", a.c.id).Str("user", a.c.user).Str("remote", a.c.remote).Msg("connection opened")
+	case *actor.Stopping:
+		a.stop(ctx)
+	}
+}
+
+func (a *connActor) queue(msg any) {
+	c := a.c
+	n := cost(c, msg)
+	if a.closeSent {
+		c.queuedMsgs.Add(-1)
+		c.queuedBytes.Add(-n)
+		return
+	}
+	if a.b == nil {
+		a.b = a.sys.batches.Get().(*batch)
+	}
+	b := a.b
+	if cap(b.scratch)-len(b.scratch) < maxServerFrame {
+		a.flush()
+		a.b = a.sys.batches.Get().(*batch)
+		b = a.b
+	}
+	now := a.sys.now()
+	var f []byte
+	switch m := msg.(type) {
+	case *inbound:
+		if m.c == c {
+			b.scratch, f = appendServerFrame(b.scratch, func(d []byte) []byte {
+				return protocol.AppendAck(d, now, m.events, m.lastTs)
+			})
+		} else {
+			f = m.frame
+		}
+	case *protocol.Error:
+		b.scratch, f = appendServerFrame(b.scratch, func(d []byte) []byte {
+			return protocol.AppendError(d, now, m.Code, m.Message)
+		})
+	case *serverFrame:
+		f = m.b
+	case *pongFrame:
+		f = m.b
+	}
+	b.bufs = append(b.bufs, f)
+	b.msgs++
+	b.bytes += n
+	// The room counts a message before sending it, so a count above what
+	// this batch holds means more frames are already on their way: wait for
+	// them and write everything at once.
+	if c.queuedMsgs.Load() <= b.msgs || len(b.bufs) >= maxBatchFrames || b.bytes >= maxBatchBytes {
+		a.flush()
+	}
+}
+
+func (a *connActor) flush() {
+	b := a.b
+	if b == nil {
+		return
+	}
+	a.b = nil
+	c := a.c
+	if len(b.bufs) > 0 && !a.closeSent {
+		a.sys.metrics.QueueDepth.Observe(float64(c.queuedMsgs.Load()))
+		var total int
+		for _, f := range b.bufs {
+			total += len(f)
+		}
+		frames := len(b.bufs)
+		if err := c.sock.WriteFrames(b.bufs); err != nil {
+			a.writeFailed(err)
+		} else {
+			a.sys.metrics.outBytes.Add(float64(total))
+			c.msgsOut.Add(int64(frames))
+		}
+	}
+	c.queuedMsgs.Add(-b.msgs)
+	c.queuedBytes.Add(-b.bytes)
+	clear(b.bufs)
+	b.bufs, b.scratch, b.msgs, b.bytes = b.bufs[:0], b.scratch[:0], 0, 0
+	a.sys.batches.Put(b)
+}
+
+// writeFailed handles a socket that could not take a write in time or at
+// all. The stream may hold part of a frame now, so nothing more is written.
+func (a *connActor) writeFailed(err error) {
+	a.broken = true
+	r := ClosePeerGone
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		r = CloseSlowConsumer
+	}
+	if a.c.close(r) && r == CloseSlowConsumer {
+		a.sys.metrics.SlowConsumers.Inc()
+	}
+	_ = a.c.sock.Close() // unblocks the reader
+}
+
+// writeClose sends the close frame once, then waits for the reader to stop
+// before the socket is released and the actor ends.
+func (a *connActor) writeClose(ctx actor.Context) {
+	c := a.c
+	if !a.closeSent {
+		a.closeSent = true
+		r := c.closeReason()
+		if !a.broken && r.sendsFrame() {
+			code := r.Code()
+			if r == ClosePeer {
+				code = echoCode(uint16(c.peerCode.Load()))
+			}
+			if err := c.sock.WriteClose(code, r.Text()); err != nil {
+				a.broken = true
+				_ = c.sock.Close()
+			}
+		} else if !a.readerOut {
+			_ = c.sock.Close()
+		}
+	}
+	if a.readerOut && !a.stopping {
+		a.stopping = true
+		ctx.Stop(ctx.Self())
+	}
+}
+
+// echoCode is the code a server answers a client's close with.
+func echoCode(peer uint16) uint16 {
+	if peer == 0 || peer == 1005 {
+		return 1000
+	}
+	return peer
+}
+
+func (a *connActor) nextTick(now time.Time) time.Duration {
+	d := a.sys.cfg.PingInterval
+	if exp := a.c.expires; !exp.IsZero() {
+		if left := exp.Sub(now); left < d {
+			d = max(left, 0)
+		}
+	}
+	return d
+}
+
+// tick checks the token expiry and liveness, and pings.
+func (a *connActor) tick() {
+	c := a.c
+	if c.reason.Load() != 0 {
+		return
+	}
+	now := a.sys.cfg.Now()
+	switch {
+	case !c.expires.IsZero() && !now.Before(c.expires):
+		c.close(CloseTokenExpired)
+		return
+	case now.UnixNano()-c.lastRead.Load() > int64(2*a.sys.cfg.PingInterval):
+		c.close(CloseLiveness)
+		return
+	}
+	if now.UnixNano()-c.lastRead.Load() >= int64(a.sys.cfg.PingInterval)/2 {
+		// Count the ping like any queued frame so the batch logic holds.
+		c.enqueue(a.sys.root, &pongFrame{b: pingFrame})
+	}
+	a.timer.Reset(a.nextTick(now))
+}
+
+var pingFrame = []byte{0x89, 0x00}
+
+func (a *connActor) stop(ctx actor.Context) {
+	c := a.c
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	if a.b != nil {
+		a.flush()
+	}
+	if !a.readerOut || !a.closeSent {
+		// Stopped by the supervisor after a failure.
+		if c.reason.CompareAndSwap(0, uint32(CloseInternal)) && !a.closeSent && !a.broken {
+			_ = c.sock.WriteClose(CloseInternal.Code(), CloseInternal.Text())
+		}
+	}
+	_ = c.sock.Close()
+	ctx.Send(c.room, &leave{c: c})
+	ctx.Send(a.sys.directory, &release{user: c.user, room: c.room})
+	r := c.closeReason()
+	code := r.Code()
+	if r == ClosePeer {
+		code = echoCode(uint16(c.peerCode.Load()))
+	}
+	a.sys.metrics.closed(r, code)
+	a.sys.metrics.Connections.Dec()
+	ev := a.sys.log.Info().Uint64("conn", c.id).Str("user", c.user).Str("remote", c.remote)
+	if id := c.ident.Load(); id != nil {
+		ev = ev.Str("clientId", id.clientID).Str("sessionId", id.sessionID)
+	}
+	ev.Dur("duration", a.sys.cfg.Now().Sub(c.opened)).Uint16("code", code).Str("reason", r.String()).
+		Int64("messages_in", c.msgsIn.Load()).Int64("messages_out", c.msgsOut.Load()).Msg("connection closed")
+	a.sys.conns.Done()
+}

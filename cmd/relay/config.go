@@ -1,0 +1,173 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// options is everything the relay can be told on its command line or in its
+// environment. Flags are defined once, in newFlagSet; each --foo-bar also
+// reads RELAY_FOO_BAR, and a flag given on the command line wins.
+type options struct {
+	addr              string
+	jwtSecret         string
+	jwtSecretFile     string
+	jwtPublicKeyFile  string
+	jwksFile          string
+	jwtIssuer         string
+	jwtAudience       string
+	jwtUserClaim      string
+	jwtLeeway         time.Duration
+	allowedOrigins    string
+	dev               bool
+	logLevel          string
+	logFormat         string
+	maxMessageBytes   int
+	maxEventsPerPush  int
+	maxConnsPerUser   int
+	maxConns          int
+	maxPendingPulls   int
+	peerPullTimeout   time.Duration
+	sendQueueMessages int
+	sendQueueBytes    int64
+	rate              float64
+	rateBurst         int
+	pingInterval      time.Duration
+	handshakeTimeout  time.Duration
+	drainTimeout      time.Duration
+	writeTimeout      time.Duration
+	roomThroughput    int
+	connThroughput    int
+	mailbox           string
+}
+
+func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.addr, "addr", ":8080", "listen address (with --dev: 127.0.0.1:8080)")
+	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "shared secret for HS256/HS384/HS512 tokens")
+	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "file holding the shared secret (a trailing newline is trimmed)")
+	fs.StringVar(&o.jwtPublicKeyFile, "jwt-public-key-file", "", "PEM file with public keys: RSA (RS*/PS*), ECDSA (ES*), Ed25519 (EdDSA)")
+	fs.StringVar(&o.jwksFile, "jwks-file", "", "JWKS file; keys are chosen by kid (re-read on SIGHUP)")
+	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "required iss claim (unset: not checked)")
+	fs.StringVar(&o.jwtAudience, "jwt-audience", "", "required aud claim (unset: not checked)")
+	fs.StringVar(&o.jwtUserClaim, "jwt-user-claim", "sub", "claim holding the user id")
+	fs.DurationVar(&o.jwtLeeway, "jwt-leeway", 30*time.Second, "clock skew allowed on exp, nbf and iat")
+	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated origins allowed to connect from a browser; * allows any (default: same host only)")
+	fs.BoolVar(&o.dev, "dev", false, "development mode: random secret, console logs, any origin, prints tokens to try it")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or console (with --dev: console)")
+	fs.IntVar(&o.maxMessageBytes, "max-message-bytes", 1<<20, "largest message accepted; larger ones close the connection with 1009")
+	fs.IntVar(&o.maxEventsPerPush, "max-events-per-push", 1000, "most events in one push or peer_pull_response")
+	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", 64, "most connections one user may hold")
+	fs.IntVar(&o.maxConns, "max-conns", 0, "most connections in all (0: no limit beyond the process's file limit)")
+	fs.IntVar(&o.maxPendingPulls, "max-pending-peer-pulls", 16, "most peer_pull requests pending on one connection")
+	fs.DurationVar(&o.peerPullTimeout, "peer-pull-timeout", 60*time.Second, "how long a peer_pull waits for responses")
+	fs.IntVar(&o.sendQueueMessages, "send-queue-messages", 1024, "messages queued for one connection before it is closed with 4003")
+	fs.Int64Var(&o.sendQueueBytes, "send-queue-bytes", 8<<20, "bytes queued for one connection before it is closed with 4003")
+	fs.Float64Var(&o.rate, "rate", 200, "messages per second one connection may send")
+	fs.IntVar(&o.rateBurst, "rate-burst", 400, "burst above --rate")
+	fs.DurationVar(&o.pingInterval, "ping-interval", 30*time.Second, "server ping interval; a connection silent for two intervals is closed")
+	fs.DurationVar(&o.handshakeTimeout, "handshake-timeout", 10*time.Second, "time allowed for the HTTP upgrade")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for connections to close")
+	fs.DurationVar(&o.writeTimeout, "write-timeout", 10*time.Second, "a socket that accepts no bytes for this long is closed as a slow consumer")
+	fs.IntVar(&o.roomThroughput, "room-throughput", 300, "messages a room actor handles before yielding its goroutine")
+	fs.IntVar(&o.connThroughput, "conn-throughput", 300, "messages a connection actor handles before yielding its goroutine")
+	fs.StringVar(&o.mailbox, "mailbox", "ring", "actor mailbox: ring (unbounded ring buffer) or lockfree (unbounded linked queue)")
+	return fs
+}
+
+// envName is the environment variable that backs a flag.
+func envName(flagName string) string {
+	return "RELAY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse reads the environment, then the command line, into o.
+func parse(o *options, args []string, getenv func(string) string, out io.Writer) error {
+	fs := newFlagSet(o, out)
+	fs.Usage = func() { usage(fs, out) }
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.dev {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["addr"] && getenv(envName("addr")) == "" {
+			o.addr = "127.0.0.1:8080"
+		}
+		if !set["log-format"] && getenv(envName("log-format")) == "" {
+			o.logFormat = "console"
+		}
+	}
+	return o.validate()
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.logFormat != "json" && o.logFormat != "console":
+		return fmt.Errorf("--log-format must be json or console, not %q", o.logFormat)
+	case o.mailbox != "ring" && o.mailbox != "lockfree":
+		return fmt.Errorf("--mailbox must be ring or lockfree, not %q", o.mailbox)
+	case o.jwtSecret != "" && o.jwtSecretFile != "":
+		return errors.New("--jwt-secret and --jwt-secret-file are exclusive")
+	case o.maxMessageBytes < 64:
+		return errors.New("--max-message-bytes must be at least 64")
+	case o.maxEventsPerPush < 1, o.maxConnsPerUser < 1, o.maxPendingPulls < 1,
+		o.sendQueueMessages < 1, o.sendQueueBytes < 1, o.rateBurst < 1, o.roomThroughput < 1, o.connThroughput < 1:
+		return errors.New("limits must be positive")
+	case o.maxConns < 0:
+		return errors.New("--max-conns must be 0 or more")
+	case o.rate <= 0:
+		return errors.New("--rate must be positive")
+	case o.peerPullTimeout <= 0, o.pingInterval <= 0, o.handshakeTimeout <= 0, o.drainTimeout <= 0, o.writeTimeout <= 0:
+		return errors.New("durations must be positive")
+	case o.jwtLeeway < 0:
+		return errors.New("--jwt-leeway must not be negative")
+	}
+	return nil
+}
+
+func usage(fs *flag.FlagSet, out io.Writer) {
+	fmt.Fprintf(out, `Usage:
+  relay [flags]                                   serve the LiveStore sync relay
+  relay token --secret S --sub USER [--ttl 1h]    print a signed HS256 token
+  relay connect --url WS-URL [--client-id ID]     a line-based client to try the relay
+
+Every flag can also be set in the environment: --foo-bar is RELAY_FOO_BAR.
+A flag on the command line beats its variable.
+
+Flags:
+`)
+	fs.PrintDefaults()
+}
+
+func readSecretFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read --jwt-secret-file: %w", err)
+	}
+	b = []byte(strings.TrimRight(string(b), "\r\n"))
+	if len(b) == 0 {
+		return nil, errors.New("--jwt-secret-file is empty")
+	}
+	return b, nil
+}

@@ -1,0 +1,277 @@
+package transport
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/livestore-relay/livestore-relay/actors"
+	"github.com/livestore-relay/livestore-relay/auth"
+)
+
+// requestLineMax bounds the request line the router looks at; longer lines
+// go to net/http, which answers them.
+const requestLineMax = 4096
+
+// handle routes one accepted connection: GET on the sync path goes through
+// the WebSocket upgrader, everything else to net/http.
+func (s *Server) handle(c net.Conn) {
+	start := time.Now()
+	_ = c.SetDeadline(start.Add(s.cfg.HandshakeTimeout))
+	br := s.readers.Get().(*bufio.Reader)
+	br.Reset(c)
+	if !s.isUpgradeCandidate(br) {
+		// net/http keeps br: it may hold bytes of the request.
+		_ = c.SetDeadline(time.Time{})
+		s.httpConns.push(&peekedConn{Conn: c, r: br})
+		return
+	}
+	h := s.handshakes.Get().(*handshake)
+	h.begin(br, c, start)
+	_, err := h.upgrader.Upgrade(&h.rw)
+	if err != nil {
+		h.refuse(err)
+		h.end()
+		s.readers.Put(br)
+		_ = c.Close()
+		return
+	}
+	adm, ident := h.adm, h.ident
+	h.end()
+	s.metrics.handshakeDuration.Observe(time.Since(start).Seconds())
+	_ = c.SetDeadline(time.Time{})
+	sock := &socket{c: c, writeTimeout: s.cfg.WriteTimeout, closeGrace: s.cfg.CloseGrace}
+	sess := s.sys.Open(adm, sock, actors.ConnInfo{Remote: c.RemoteAddr().String(), Expires: ident.Expires})
+	// Reuse the handshake reader for frames: it may already hold the first
+	// bytes a client sent right after its request.
+	readLoop(br, sess, s.cfg.MaxMessageBytes)
+	br.Reset(nil)
+	s.readers.Put(br)
+}
+
+// isUpgradeCandidate peeks at the request line without consuming it.
+func (s *Server) isUpgradeCandidate(br *bufio.Reader) bool {
+	for n := 16; ; n = min(2*n, requestLineMax) {
+		b, err := br.Peek(n)
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line := b[:i]
+			rest, ok := bytes.CutPrefix(line, []byte("GET "))
+			if !ok {
+				return false
+			}
+			end := bytes.IndexAny(rest, "? ")
+			return end >= 0 && string(rest[:end]) == SyncPath
+		}
+		if err != nil || n == requestLineMax {
+			return false
+		}
+	}
+}
+
+// handshake is the per-connection state of one upgrade, pooled with an
+// Upgrader whose callbacks are bound to it once, so that an upgrade does
+// not allocate closures.
+type handshake struct {
+	s        *Server
+	upgrader ws.Upgrader
+	rw       handshakeIO
+	started  time.Time
+
+	tokenQuery, tokenCookie   string
+	hasQuery, hasCookie       bool
+	origin, host              []byte
+	hasOrigin                 bool
+	ident                     auth.Identity
+	adm                       *actors.Admission
+	status                    int
+	code, message, authReason string
+}
+
+// handshakeIO lets the upgrader read the request and write only a success
+// response; refusals are written by the server itself, with a JSON body.
+type handshakeIO struct {
+	r      io.Reader
+	w      io.Writer
+	accept bool
+}
+
+func (h *handshakeIO) Read(p []byte) (int, error) { return h.r.Read(p) }
+func (h *handshakeIO) Write(p []byte) (int, error) {
+	if !h.accept {
+		return len(p), nil
+	}
+	return h.w.Write(p)
+}
+
+func newHandshake(s *Server) *handshake {
+	h := &handshake{s: s}
+	h.upgrader = ws.Upgrader{
+		OnRequest:       h.onRequest,
+		OnHost:          h.onHost,
+		OnHeader:        h.onHeader,
+		OnBeforeUpgrade: h.onBeforeUpgrade,
+	}
+	return h
+}
+
+func (h *handshake) begin(r io.Reader, c net.Conn, started time.Time) {
+	h.rw = handshakeIO{r: r, w: c}
+	h.started = started
+}
+
+func (h *handshake) end() {
+	*h = handshake{s: h.s, upgrader: h.upgrader, origin: h.origin[:0], host: h.host[:0]}
+	h.s.handshakes.Put(h)
+}
+
+func (h *handshake) onRequest(uri []byte) error {
+	h.tokenQuery, h.hasQuery = auth.TokenFromQuery(uri)
+	return nil
+}
+
+func (h *handshake) onHost(host []byte) error {
+	h.host = append(h.host[:0], host...)
+	return nil
+}
+
+func (h *handshake) onHeader(key, value []byte) error {
+	switch {
+	case bytes.EqualFold(key, []byte("Origin")):
+		h.origin = append(h.origin[:0], value...)
+		h.hasOrigin = true
+	case bytes.EqualFold(key, []byte("Cookie")) && !h.hasCookie:
+		h.tokenCookie, h.hasCookie = auth.TokenFromCookie(value)
+	}
+	return nil
+}
+
+var errRefused = errors.New("upgrade refused")
+
+func (h *handshake) refuseWith(status int, code, message string) error {
+	h.status, h.code, h.message = status, code, message
+	return errRefused
+}
+
+// onBeforeUpgrade runs once every header has been read. The order of checks
+// is: draining, origin, token, connection limits.
+func (h *handshake) onBeforeUpgrade() (ws.HandshakeHeader, error) {
+	s := h.s
+	if s.draining.Load() {
+		return nil, h.refuseWith(http.StatusServiceUnavailable, "unavailable", "server is draining")
+	}
+	if h.hasOrigin && !s.cfg.Origins.Allow(h.origin, h.host) {
+		return nil, h.refuseWith(http.StatusForbidden, "forbidden_origin", "origin not allowed")
+	}
+	token := h.tokenCookie
+	if h.hasQuery {
+		token = h.tokenQuery // a query token is never overridden by a cookie
+	}
+	ident, err := s.cfg.Verifier.Verify(token)
+	if err != nil {
+		reason := auth.ReasonOf(err)
+		s.metrics.authFailure(reason)
+		h.authReason = string(reason)
+		return nil, h.refuseWith(http.StatusUnauthorized, "unauthorized", "invalid token: "+string(reason))
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), h.started.Add(s.cfg.HandshakeTimeout))
+	adm, err := s.sys.Admit(ctx, ident.UserID)
+	cancel()
+	switch {
+	case errors.Is(err, actors.ErrUserLimit):
+		return nil, h.refuseWith(http.StatusTooManyRequests, "too_many_connections", "connection limit for this user reached")
+	case err != nil:
+		return nil, h.refuseWith(http.StatusServiceUnavailable, "unavailable", "server cannot take more connections")
+	}
+	h.ident, h.adm = ident, adm
+	h.rw.accept = true
+	return nil, nil
+}
+
+// refuse answers a failed upgrade.
+func (h *handshake) refuse(err error) {
+	s := h.s
+	if h.adm != nil {
+		h.adm.Cancel() // the 101 could not be written
+	}
+	status, body, extra := h.status, "", ""
+	if errors.Is(err, errRefused) {
+		body = `{"type":"error","code":"` + h.code + `","message":"` + h.message + `"}`
+	} else {
+		var rej *ws.ConnectionRejectedError
+		switch {
+		case errors.Is(err, ws.ErrHandshakeBadUpgrade), errors.Is(err, ws.ErrHandshakeBadConnection):
+			status, extra = http.StatusUpgradeRequired, "Upgrade: websocket\r\n"
+		case errors.Is(err, ws.ErrHandshakeUpgradeRequired), errors.Is(err, ws.ErrHandshakeBadSecVersion):
+			status, extra = http.StatusUpgradeRequired, "Sec-WebSocket-Version: 13\r\n"
+		case errors.As(err, &rej):
+			status = rej.StatusCode()
+		default:
+			// The connection failed or timed out mid-request.
+			s.metrics.handshakeRejected(0)
+			return
+		}
+		if status == 0 {
+			status = http.StatusBadRequest
+		}
+		body = `{"type":"error","code":"bad_request","message":"` + http.StatusText(status) + `"}`
+	}
+	s.metrics.handshakeRejected(status)
+	ctype := "application/json"
+	resp := "HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n" +
+		"Content-Type: " + ctype + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n" +
+		extra + "Connection: close\r\n\r\n" + body
+	_, _ = io.WriteString(h.rw.w, resp)
+}
+
+// peekedConn is a connection whose first bytes sit in r.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// chanListener hands connections the router gave up on to net/http.
+type chanListener struct {
+	addr   net.Addr
+	ch     chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.done:
+		_ = c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.closed.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }

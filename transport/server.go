@@ -1,0 +1,220 @@
+// Package transport accepts TCP connections, answers the relay's HTTP
+// surface, upgrades the sync path to WebSocket with a zero-copy handshake,
+// and reads frames into the actor layer.
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/livestore-relay/livestore-relay/actors"
+	"github.com/livestore-relay/livestore-relay/auth"
+)
+
+// SyncPath is where the sync channel is served.
+const SyncPath = "/api/v1/livestore/sync"
+
+// AsyncAPIPath serves the channel's AsyncAPI document.
+const AsyncAPIPath = "/api/v1/livestore/asyncapi.yaml"
+
+// Config describes a server. The zero value of each duration or size means
+// the default in its comment.
+type Config struct {
+	MaxMessageBytes  int           // 1 MiB
+	HandshakeTimeout time.Duration // 10s
+	WriteTimeout     time.Duration // 10s: a socket that takes no bytes for this long is a slow consumer
+	CloseGrace       time.Duration // 2s: how long to wait for the peer's close reply
+	DrainTimeout     time.Duration // 10s
+	Verifier         *auth.Verifier
+	Origins          auth.OriginPolicy
+	Actors           actors.Config // its Logger and Metrics are filled in by New
+	Logger           zerolog.Logger
+	// Registry receives the metrics; nil means a new registry with the Go
+	// and process collectors.
+	Registry *prometheus.Registry
+	AsyncAPI []byte // served at AsyncAPIPath
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 1 << 20
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.CloseGrace <= 0 {
+		c.CloseGrace = 2 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+}
+
+// Server is the relay's network front.
+type Server struct {
+	cfg        Config
+	log        zerolog.Logger
+	sys        *actors.System
+	reg        *prometheus.Registry
+	metrics    *metrics
+	httpSrv    *http.Server
+	httpConns  *chanListener
+	handshakes sync.Pool // *handshake
+	readers    sync.Pool // *bufio.Reader for the request line
+	draining   atomic.Bool
+	handlers   sync.WaitGroup // accepted connections not yet handed over or finished
+}
+
+// New builds a server and starts its actor system.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if cfg.Verifier == nil {
+		return nil, errors.New("transport: Config.Verifier is required")
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, reg: reg}
+	s.metrics = newMetrics(reg)
+	ac := cfg.Actors
+	ac.Logger = cfg.Logger
+	ac.Metrics = actors.NewMetrics(reg)
+	sys, err := actors.NewSystem(ac)
+	if err != nil {
+		return nil, fmt.Errorf("start actor system: %w", err)
+	}
+	s.sys = sys
+	s.handshakes.New = func() any { return newHandshake(s) }
+	s.readers.New = func() any { return bufio.NewReaderSize(nil, requestLineMax) }
+	s.httpSrv = &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: cfg.HandshakeTimeout,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          nil,
+	}
+	return s, nil
+}
+
+// Registry is where the server's metrics live.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Serve accepts connections on ln until ctx is done, then drains: /readyz
+// and new upgrades answer 503, every connection is closed with 1001, and
+// Serve returns once all have closed or the drain timeout has passed.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.httpConns = newChanListener(ln.Addr())
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		_ = s.httpSrv.Serve(s.httpConns)
+	}()
+	acceptDone := make(chan error, 1)
+	go func() { acceptDone <- s.acceptLoop(ln) }()
+
+	var acceptErr error
+	select {
+	case <-ctx.Done():
+	case acceptErr = <-acceptDone:
+		acceptDone = nil
+	}
+	s.draining.Store(true)
+	s.sys.Drain()
+	s.log.Info().Dur("drain_timeout", s.cfg.DrainTimeout).Msg("draining")
+	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	if err := s.sys.Wait(dctx); err != nil {
+		s.log.Warn().Msg("drain timeout passed with connections still open")
+	}
+	_ = ln.Close()
+	if acceptDone != nil {
+		<-acceptDone
+	}
+	s.httpConns.Close()
+	sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+	defer scancel()
+	_ = s.httpSrv.Shutdown(sctx)
+	<-httpDone
+	s.sys.Shutdown()
+	return acceptErr
+}
+
+func (s *Server) acceptLoop(ln net.Listener) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: back off instead of
+			// spinning, as net/http does.
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		delay = 0
+		go s.handle(c)
+	}
+}
+
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if s.draining.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("draining\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	mux.HandleFunc("GET "+AsyncAPIPath, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(s.cfg.AsyncAPI)
+	})
+	mux.HandleFunc(SyncPath, func(w http.ResponseWriter, r *http.Request) {
+		// Upgrade requests never reach here; this answers everything else.
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Upgrade", "websocket")
+		http.Error(w, "websocket upgrade required", http.StatusUpgradeRequired)
+	})
+	mux.HandleFunc("/", http.NotFound)
+	return mux
+}

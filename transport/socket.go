@@ -1,0 +1,52 @@
+package transport
+
+import (
+	"net"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// socket is the write side of an upgraded connection, as the connection
+// actor uses it. Only that actor calls it.
+type socket struct {
+	c            net.Conn
+	writeTimeout time.Duration
+	closeGrace   time.Duration
+	iov          net.Buffers // reused between writes
+}
+
+func (s *socket) WriteFrames(frames [][]byte) error {
+	if err := s.c.SetWriteDeadline(time.Now().Add(s.writeTimeout)); err != nil {
+		return err
+	}
+	if len(frames) == 1 {
+		_, err := s.c.Write(frames[0])
+		return err
+	}
+	// WriteTo consumes the Buffers value it is given; hand it a copy of the
+	// slice header so frames keeps its elements for the caller to clear.
+	s.iov = frames
+	_, err := s.iov.WriteTo(s.c)
+	s.iov = nil
+	return err
+}
+
+func (s *socket) WriteClose(code uint16, reason string) error {
+	f := ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(code), reason))
+	now := time.Now()
+	if err := s.c.SetWriteDeadline(now.Add(min(s.writeTimeout, time.Second+s.closeGrace))); err != nil {
+		return err
+	}
+	if err := ws.WriteFrame(s.c, f); err != nil {
+		return err
+	}
+	// Half-close so the peer reads the close frame and then the end of the
+	// stream, while the reader keeps reading until the peer closes its side.
+	if tc, ok := s.c.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	return s.c.SetReadDeadline(now.Add(s.closeGrace))
+}
+
+func (s *socket) Close() error { return s.c.Close() }
