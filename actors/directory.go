@@ -26,7 +26,10 @@ type release struct {
 	room *actor.PID
 }
 
-type drainAll struct{}
+type (
+	drainAll struct{}
+	abortAll struct{}
+)
 
 type roomEntry struct {
 	pid   *actor.PID
@@ -84,9 +87,9 @@ func (d *directory) Receive(ctx actor.Context) {
 			d.sys.metrics.Rooms.Dec()
 			ctx.Stop(e.pid)
 		}
-	case drainAll:
+	case drainAll, abortAll:
 		for _, e := range st.rooms {
-			ctx.Send(e.pid, drainAll{})
+			ctx.Send(e.pid, m)
 		}
 	case *actor.Terminated:
 		// A room stopped by its supervisor after a failure: forget it so the

@@ -72,6 +72,10 @@ func (r *room) Receive(ctx actor.Context) {
 		for c := range r.peers {
 			c.close(CloseGoingAway)
 		}
+	case abortAll:
+		for c := range r.peers {
+			_ = c.sock.Close() // safe from any goroutine; ends the reader
+		}
 	case *actor.Started:
 		r.self = ctx.Self()
 	case *actor.Stopping:

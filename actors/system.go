@@ -227,6 +227,10 @@ func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 	s.metrics.Connections.Inc()
 	c.pid = s.root.Spawn(s.connProps(c))
 	s.root.Send(a.room, &join{c: c})
+	if s.draining.Load() {
+		// Drain may have been broadcast before this join reached the room.
+		c.close(CloseGoingAway)
+	}
 	return newSession(c)
 }
 
@@ -234,6 +238,12 @@ func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 func (s *System) Drain() {
 	s.draining.Store(true)
 	s.root.Send(s.directory, drainAll{})
+}
+
+// Abort closes the socket of every connection still open, without a close
+// frame: for connections that ignored the drain until its deadline.
+func (s *System) Abort() {
+	s.root.Send(s.directory, abortAll{})
 }
 
 // Draining reports whether Drain was called.

@@ -141,7 +141,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
 	if err := s.sys.Wait(dctx); err != nil {
-		s.log.Warn().Msg("drain timeout passed with connections still open")
+		s.log.Warn().Msg("drain timeout passed with connections still open; closing them")
+		s.sys.Abort()
+		actx, acancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.sys.Wait(actx)
+		acancel()
 	}
 	_ = ln.Close()
 	if acceptDone != nil {
