@@ -40,7 +40,7 @@ type frameReader struct {
 // the reason the reader found to close the connection.
 func (f *frameReader) run() actors.CloseReason {
 	for {
-		h, err := ws.ReadHeader(f.r)
+		h, err := readHeader(f.r)
 		if err != nil {
 			if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
 				return actors.CloseProtocolError
@@ -153,4 +153,53 @@ func validCloseCode(code uint16) bool {
 		return true
 	}
 	return false
+}
+
+// readHeader reads a frame header straight out of the reader's buffer;
+// ws.ReadHeader allocates a scratch slice per call, this does not.
+func readHeader(r *bufio.Reader) (h ws.Header, err error) {
+	b, err := r.Peek(2)
+	if err != nil {
+		return h, err
+	}
+	h.Fin = b[0]&0x80 != 0
+	h.Rsv = (b[0] & 0x70) >> 4
+	h.OpCode = ws.OpCode(b[0] & 0x0f)
+	h.Masked = b[1]&0x80 != 0
+	size := 2
+	switch b[1] & 0x7f {
+	case 126:
+		size += 2
+	case 127:
+		size += 8
+	}
+	if h.Masked {
+		size += 4
+	}
+	if b, err = r.Peek(size); err != nil {
+		return h, err
+	}
+	switch l := b[1] & 0x7f; l {
+	case 126:
+		h.Length = int64(binary.BigEndian.Uint16(b[2:4]))
+		if h.Length < 126 {
+			return h, ws.ErrHeaderLengthUnexpected
+		}
+	case 127:
+		u := binary.BigEndian.Uint64(b[2:10])
+		if u&(1<<63) != 0 {
+			return h, ws.ErrHeaderLengthMSB
+		}
+		h.Length = int64(u)
+		if h.Length < 1<<16 {
+			return h, ws.ErrHeaderLengthUnexpected
+		}
+	default:
+		h.Length = int64(l)
+	}
+	if h.Masked {
+		copy(h.Mask[:], b[size-4:size])
+	}
+	_, _ = r.Discard(size)
+	return h, nil
 }

@@ -77,7 +77,6 @@ type Server struct {
 	handshakes sync.Pool // *handshake
 	readers    sync.Pool // *bufio.Reader for the request line
 	draining   atomic.Bool
-	handlers   sync.WaitGroup // accepted connections not yet handed over or finished
 }
 
 // New builds a server and starts its actor system.

@@ -212,4 +212,3 @@ func WithAuth(f func(a *auth.Config)) Option {
 }
 
 func (s *Server) String() string { return fmt.Sprintf("relay at %s", s.Addr) }
-

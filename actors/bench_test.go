@@ -1,0 +1,101 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// countingSocket stands in for a socket in benchmarks of the routing layer
+// alone: it counts frames and signals when a target is reached.
+type countingSocket struct {
+	frames atomic.Int64
+	target atomic.Int64
+	done   chan struct{}
+}
+
+func (s *countingSocket) WriteFrames(f [][]byte) error {
+	n := s.frames.Add(int64(len(f)))
+	if t := s.target.Load(); t > 0 && n >= t {
+		select {
+		case s.done <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+func (s *countingSocket) WriteClose(uint16, string) error { return nil }
+func (s *countingSocket) Close() error                    { return nil }
+
+func newBenchSystem(b *testing.B) *System {
+	sys, err := NewSystem(Config{Logger: zerolog.New(io.Discard), Metrics: NewMetrics(prometheus.NewRegistry()),
+		Rate: 1e12, RateBurst: 1 << 30, SendQueueMessages: 1 << 30, SendQueueBytes: 1 << 40, MaxConnsPerUser: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(sys.Shutdown)
+	return sys
+}
+
+func frameOf(msg string) []byte {
+	buf := make([]byte, FrameHeaderRoom+len(msg))
+	copy(buf[FrameHeaderRoom:], msg)
+	return buf
+}
+
+// BenchmarkRoomFanOut measures one push read by the session, routed by the
+// room to n peers, and written by each connection actor; allocations are
+// the routing layer's own per push.
+func BenchmarkRoomFanOut(b *testing.B) {
+	const event = `{"eventName":"todo.created","eventNumber":1,"clientId":"c0","sessionId":"s0","timestamp":1733644800000,"data":{"id":"3f1c","text":"Buy milk and eggs on the way home from work","completed":false}}`
+	for _, n := range []int{1, 4, 16, 64} {
+		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
+			sys := newBenchSystem(b)
+			socks := make([]*countingSocket, n+1)
+			sessions := make([]*Session, n+1)
+			for i := range socks {
+				socks[i] = &countingSocket{done: make(chan struct{}, 1)}
+				adm, err := sys.Admit(context.Background(), "alice")
+				if err != nil {
+					b.Fatal(err)
+				}
+				sessions[i] = sys.Open(adm, socks[i], ConnInfo{})
+				socks[i].target.Store(1)
+				sessions[i].Text(frameOf(fmt.Sprintf(`{"type":"pull","clientId":"c%d","sessionId":"s%d","timestamp":1,"payload":{}}`, i, i)), time.Now())
+				<-socks[i].done
+			}
+			push := fmt.Sprintf(`{"type":"push","clientId":"c0","sessionId":"s0","timestamp":1733644800000,"payload":{"events":[%s]}}`, event)
+			frames := make([][]byte, b.N)
+			for i := range frames {
+				frames[i] = frameOf(push)
+			}
+			for i, s := range socks {
+				s.frames.Store(0)
+				if i == 0 {
+					s.target.Store(int64(b.N)) // acks
+				} else {
+					s.target.Store(int64(b.N))
+				}
+			}
+			b.SetBytes(int64(len(push)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				sessions[0].Text(frames[i], time.Now())
+			}
+			for _, s := range socks {
+				select {
+				case <-s.done:
+				case <-time.After(30 * time.Second):
+					b.Fatalf("only %d of %d frames written", s.frames.Load(), b.N)
+				}
+			}
+		})
+	}
+}

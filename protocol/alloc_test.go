@@ -1,0 +1,90 @@
+package protocol_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/livestore-relay/livestore-relay/protocol"
+)
+
+// benchEvent is a realistic event of about 180 bytes.
+const benchEvent = `{"eventName":"message.created","eventNumber":42,"clientId":"device-abc-123","sessionId":"session-xyz-456","data":{"conversationId":"conv-123","text":"Hello world!"},"timestamp":1733644800000}`
+
+func pushFrame(n int) []byte {
+	evs := make([]string, n)
+	for i := range evs {
+		evs[i] = benchEvent
+	}
+	return []byte(`{"type":"push","clientId":"device-abc-123","sessionId":"session-xyz-456","timestamp":1733644800000,"payload":{"events":[` + strings.Join(evs, ",") + `]}}`)
+}
+
+func TestDecodeDoesNotAllocate(t *testing.T) {
+	dec := protocol.NewDecoder(protocol.Limits{})
+	frames := map[string][]byte{
+		"push 5":             pushFrame(5),
+		"pull":               []byte(seedPull),
+		"peer_pull":          []byte(seedPeerPull),
+		"peer_pull_response": []byte(seedPeerPullResponse),
+		"escaped keys":       []byte(`{"\u0074ype":"pull","clientId":"c","sessionId":"s","timestamp":1,"payload":{}}`),
+		"rejected":           []byte(`{"type":"push","clientId":"c","sessionId":"s","timestamp":1,"payload":{"events":[{}]}}`),
+		"unsupported":        []byte(`{"type":"x"}`),
+		"not JSON":           []byte(`{"type":`),
+	}
+	for name, f := range frames {
+		var m protocol.Message
+		allocs := testing.AllocsPerRun(100, func() {
+			_ = dec.Decode(f, &m)
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations", name, allocs)
+		}
+	}
+}
+
+func TestEncodersDoNotAllocate(t *testing.T) {
+	buf := make([]byte, 0, 1024)
+	peers := []string{"device-def-789", "device-ghi-012"}
+	id := []byte("req-abc-123")
+	encoders := map[string]func(){
+		"ack":           func() { buf = protocol.AppendAck(buf[:0], 1733644800000, 3, 1733641000000) },
+		"pull_response": func() { buf = protocol.AppendPullResponse(buf[:0], 1733644800000, peers) },
+		"peer_pull_response": func() {
+			buf = protocol.AppendServerPeerPullResponse(buf[:0], 1733644800000, id)
+		},
+		"error": func() {
+			buf = protocol.AppendError(buf[:0], 1733644800000, protocol.CodeInvalidMessage, "payload \"x\"\n\xff")
+		},
+	}
+	for name, enc := range encoders {
+		if allocs := testing.AllocsPerRun(100, enc); allocs != 0 {
+			t.Errorf("%s: %v allocations", name, allocs)
+		}
+	}
+}
+
+func BenchmarkDecodePush(b *testing.B) {
+	dec := protocol.NewDecoder(protocol.Limits{})
+	for _, n := range []int{1, 10, 100} {
+		f := pushFrame(n)
+		b.Run(fmt.Sprintf("%d_events", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(f)))
+			var m protocol.Message
+			for b.Loop() {
+				if err := dec.Decode(f, &m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkAppendAck(b *testing.B) {
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(protocol.AppendAck(nil, 1733644800000, 100, 1733644800000))))
+	for b.Loop() {
+		buf = protocol.AppendAck(buf[:0], 1733644800000, 100, 1733644800000)
+	}
+}
