@@ -43,6 +43,7 @@ type room struct {
 	byIdentity map[identity]*peer
 	pending    map[string][]*pullRequest // by requestId; usually one each
 	slow       []*peer                   // scratch for one fan-out
+	relayed    uint64                    // pushes with events seen; the loss-injection build drops by it
 }
 
 func newRoom(sys *System, user string) *room {
@@ -189,8 +190,9 @@ func (r *room) sendError(ctx actor.Context, p *peer, e *protocol.Error) {
 
 func (r *room) push(ctx actor.Context, p *peer, m *inbound) {
 	if m.events > 0 {
+		r.relayed++
 		for _, q := range r.bound {
-			if q != p {
+			if q != p && !r.dropRelay() {
 				r.deliver(ctx, q, m, outPush)
 			}
 		}
