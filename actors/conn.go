@@ -99,6 +99,7 @@ func (c *conn) enqueue(sender actor.SenderContext, msg any) bool {
 		}
 		return false
 	}
+	c.sys.metrics.SendQueue.Inc()
 	sender.Send(c.pid, msg)
 	return true
 }

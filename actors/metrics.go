@@ -17,10 +17,11 @@ const (
 	kindAck              = "ack"
 	kindPullResponse     = "pull_response"
 	kindError            = "error"
-	kindCount            = 6
+	kindControl          = "control"
+	kindCount            = 7
 )
 
-var outKinds = [kindCount]string{kindPush, kindPeerPull, kindPeerPullResponse, kindAck, kindPullResponse, kindError}
+var outKinds = [kindCount]string{kindPush, kindPeerPull, kindPeerPullResponse, kindAck, kindPullResponse, kindError, kindControl}
 
 const (
 	outPush = iota
@@ -29,6 +30,7 @@ const (
 	outAck
 	outPullResponse
 	outError
+	outControl
 )
 
 // Metrics are the relay's counters and gauges. Children of labelled vectors
@@ -39,18 +41,31 @@ type Metrics struct {
 	SlowConsumers   prometheus.Counter
 	RelayLatency    prometheus.Histogram
 	QueueDepth      prometheus.Histogram
-	MailboxDepth    prometheus.Gauge
+	RoomMailbox     prometheus.Gauge
+	DirMailbox      prometheus.Gauge
+	SendQueue       prometheus.Gauge
 	in              [protocol.TypePeerPullResponse + 1]prometheus.Counter
-	inBytes         prometheus.Counter
+	inBytes         [protocol.TypePeerPullResponse + 1]prometheus.Counter
 	out             [kindCount]prometheus.Counter
-	outBytes        prometheus.Counter
+	outBytes        [kindCount]prometheus.Counter
 	errors          [protocol.CodeInternalError + 1]prometheus.Counter
 	closes          [closeReasonCount]prometheus.Counter
 	closesByCode    *prometheus.CounterVec
 	drops           *prometheus.CounterVec
 	droppedRate     prometheus.Counter
 	droppedMismatch prometheus.Counter
+	droppedInvalid  prometheus.Counter
+	droppedUnknown  prometheus.Counter
 }
+
+// depthGauge keeps a gauge at the number of messages waiting in the
+// mailboxes it is attached to.
+type depthGauge struct{ g prometheus.Gauge }
+
+func (d depthGauge) MailboxStarted()     {}
+func (d depthGauge) MessagePosted(any)   { d.g.Inc() }
+func (d depthGauge) MessageReceived(any) { d.g.Dec() }
+func (d depthGauge) MailboxEmpty()       {}
 
 // NewMetrics creates the relay metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -68,12 +83,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		QueueDepth: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "send_queue_depth_messages",
 			Help:    "Messages waiting in a connection's send queue, sampled at each write.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}}),
-		MailboxDepth: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "directory_mailbox_depth_messages",
+		RoomMailbox: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "room_mailbox_depth_messages",
+			Help: "Messages waiting in all room actors' mailboxes."}),
+		DirMailbox: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "directory_mailbox_depth_messages",
 			Help: "Messages waiting for the room directory actor."}),
-		inBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "received_bytes_total",
-			Help: "Bytes of WebSocket message payloads received from clients."}),
-		outBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "sent_bytes_total",
-			Help: "Bytes of WebSocket frames written to clients."}),
+		SendQueue: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "send_queue_messages",
+			Help: "Messages queued for all connections and not yet written."}),
 		closesByCode: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "closes_total",
 			Help: "Closed connections by close code and reason."}, []string{"code", "reason"}),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "dropped_messages_total",
@@ -81,13 +96,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	in := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_received_total",
 		Help: "Client messages received, by type (unknown for anything unparseable or unsupported)."}, []string{"type"})
+	inBytes := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "received_bytes_total",
+		Help: "Bytes of client message payloads received, by type."}, []string{"type"})
 	for t := protocol.TypeUnknown; t <= protocol.TypePeerPullResponse; t++ {
 		m.in[t] = in.WithLabelValues(t.String())
+		m.inBytes[t] = inBytes.WithLabelValues(t.String())
 	}
 	out := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_sent_total",
-		Help: "Messages queued for clients, by type."}, []string{"type"})
+		Help: "Frames written to clients, by type (control: ping and pong)."}, []string{"type"})
+	outBytes := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "sent_bytes_total",
+		Help: "Bytes of frames written to clients, by type."}, []string{"type"})
 	for i, k := range outKinds {
 		m.out[i] = out.WithLabelValues(k)
+		m.outBytes[i] = outBytes.WithLabelValues(k)
 	}
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "errors_total",
 		Help: "Error messages sent to clients, by code."}, []string{"code"})
@@ -103,8 +124,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.droppedRate = m.drops.WithLabelValues("rate_limited")
 	m.droppedMismatch = m.drops.WithLabelValues("client_mismatch")
-	reg.MustRegister(m.Connections, m.Rooms, m.SlowConsumers, m.RelayLatency, m.QueueDepth, m.MailboxDepth,
-		in, m.inBytes, out, m.outBytes, errs, m.closesByCode, m.drops)
+	m.droppedInvalid = m.drops.WithLabelValues("invalid")
+	m.droppedUnknown = m.drops.WithLabelValues("unknown_request")
+	reg.MustRegister(m.Connections, m.Rooms, m.SlowConsumers, m.RelayLatency, m.QueueDepth, m.RoomMailbox, m.DirMailbox,
+		m.SendQueue, in, inBytes, out, outBytes, errs, m.closesByCode, m.drops)
 	return m
 }
 

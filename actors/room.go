@@ -165,9 +165,8 @@ func (r *room) unbind(p *peer) {
 
 // deliver queues msg for p; a peer that cannot take it is closed as a slow
 // consumer and leaves routing after the current fan-out.
-func (r *room) deliver(ctx actor.Context, p *peer, msg any, kind int) bool {
+func (r *room) deliver(ctx actor.Context, p *peer, msg any) bool {
 	if p.c.enqueue(ctx, msg) {
-		r.sys.metrics.out[kind].Inc()
 		return true
 	}
 	r.slow = append(r.slow, p)
@@ -184,7 +183,7 @@ func (r *room) dropSlow() {
 
 func (r *room) sendError(ctx actor.Context, p *peer, e *protocol.Error) {
 	r.sys.metrics.errors[e.Code].Inc()
-	r.deliver(ctx, p, e, outError)
+	r.deliver(ctx, p, e)
 	r.dropSlow()
 }
 
@@ -193,11 +192,11 @@ func (r *room) push(ctx actor.Context, p *peer, m *inbound) {
 		r.relayed++
 		for _, q := range r.bound {
 			if q != p && !r.dropRelay() {
-				r.deliver(ctx, q, m, outPush)
+				r.deliver(ctx, q, m)
 			}
 		}
 	}
-	r.deliver(ctx, p, m, outAck) // every recipient has it queued: ack
+	r.deliver(ctx, p, m) // every recipient has it queued: ack
 	r.dropSlow()
 	r.sys.metrics.RelayLatency.Observe(time.Since(m.read).Seconds())
 }
@@ -214,7 +213,7 @@ func (r *room) pull(ctx actor.Context, p *peer) {
 	_, f := appendServerFrame(make([]byte, 0, 160+len(peers)*32), func(b []byte) []byte {
 		return protocol.AppendPullResponse(b, r.sys.now(), peers)
 	})
-	r.deliver(ctx, p, &serverFrame{b: f, kind: outPullResponse}, outPullResponse)
+	r.deliver(ctx, p, &serverFrame{b: f, kind: outPullResponse})
 	r.dropSlow()
 }
 
@@ -247,7 +246,7 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 	}
 	accepted := targets[:0]
 	for _, q := range targets {
-		if r.deliver(ctx, q, m, outPeerPull) {
+		if r.deliver(ctx, q, m) {
 			accepted = append(accepted, q)
 		}
 	}
@@ -257,7 +256,7 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 		_, f := appendServerFrame(make([]byte, 0, 160+len(m.requestID)), func(b []byte) []byte {
 			return protocol.AppendServerPeerPullResponse(b, r.sys.now(), []byte(m.requestID))
 		})
-		r.deliver(ctx, p, &serverFrame{b: f, kind: outPeerPullResponse}, outPeerPullResponse)
+		r.deliver(ctx, p, &serverFrame{b: f, kind: outPeerPullResponse})
 		r.dropSlow()
 		return
 	}
@@ -271,10 +270,11 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 func (r *room) peerPullResponse(ctx actor.Context, p *peer, m *inbound) {
 	req := r.findPending(m.requestID, func(req *pullRequest) bool { return slices.Contains(req.targets, p) })
 	if req == nil {
+		r.sys.metrics.droppedUnknown.Inc()
 		r.sendError(ctx, p, errUnknownRequest)
 		return
 	}
-	r.deliver(ctx, req.from, m, outPeerPullResponse)
+	r.deliver(ctx, req.from, m)
 	if !m.hasMore {
 		if i := slices.Index(req.targets, p); i >= 0 {
 			req.targets = slices.Delete(req.targets, i, i+1)

@@ -76,16 +76,19 @@ func (s *Session) Text(buf []byte, now time.Time) {
 	}
 	sys := c.sys
 	c.msgsIn.Add(1)
-	sys.metrics.inBytes.Add(float64(len(buf) - FrameHeaderRoom))
 	if !s.limiter.AllowN(now, 1) {
 		sys.metrics.in[protocol.TypeUnknown].Inc()
+		sys.metrics.inBytes[protocol.TypeUnknown].Add(float64(len(buf) - FrameHeaderRoom))
 		sys.metrics.droppedRate.Inc()
 		s.answer(errRateLimited)
 		return
 	}
 	m := &s.msg
-	if err := sys.decoder.Decode(buf[FrameHeaderRoom:], m); err != nil {
-		sys.metrics.in[m.Type].Inc()
+	err := sys.decoder.Decode(buf[FrameHeaderRoom:], m)
+	sys.metrics.in[m.Type].Inc()
+	sys.metrics.inBytes[m.Type].Add(float64(len(buf) - FrameHeaderRoom))
+	if err != nil {
+		sys.metrics.droppedInvalid.Inc()
 		if pe, ok := err.(*protocol.Error); ok {
 			s.answer(pe)
 		} else {
@@ -93,7 +96,6 @@ func (s *Session) Text(buf []byte, now time.Time) {
 		}
 		return
 	}
-	sys.metrics.in[m.Type].Inc()
 	in := &inbound{c: c, typ: m.Type, read: now}
 	if !s.bound {
 		s.bound = true

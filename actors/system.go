@@ -117,12 +117,12 @@ func NewSystem(cfg Config) (*System, error) {
 	if cfg.Metrics == nil {
 		return nil, errors.New("actors: Config.Metrics is required")
 	}
-	var mailbox actor.MailboxProducer
+	var mailbox func(...actor.MailboxMiddleware) actor.MailboxProducer
 	switch cfg.Mailbox {
 	case "ring":
-		mailbox = actor.Unbounded()
+		mailbox = actor.Unbounded
 	case "lockfree":
-		mailbox = actor.UnboundedLockfree()
+		mailbox = actor.UnboundedLockfree
 	default:
 		return nil, errors.New(`actors: mailbox must be "ring" or "lockfree"`)
 	}
@@ -135,15 +135,17 @@ func NewSystem(cfg Config) (*System, error) {
 	s.batches.New = func() any { return &batch{scratch: make([]byte, 0, batchScratch)} }
 
 	stopOnFailure := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
-	s.roomOpts = []actor.PropsOption{actor.WithMailbox(mailbox), actor.WithDispatcher(actor.NewDefaultDispatcher(cfg.RoomThroughput))}
+	s.roomOpts = []actor.PropsOption{actor.WithMailbox(mailbox(depthGauge{cfg.Metrics.RoomMailbox})),
+		actor.WithDispatcher(actor.NewDefaultDispatcher(cfg.RoomThroughput))}
 	connDispatcher := actor.NewDefaultDispatcher(cfg.ConnThroughput)
+	connMailbox := mailbox() // its depth is the send queue, counted by the connection
 	s.connProps = func(c *conn) *actor.Props {
 		return actor.PropsFromProducer(func() actor.Actor { return &connActor{c: c, sys: s} },
-			actor.WithMailbox(mailbox), actor.WithDispatcher(connDispatcher), actor.WithGuardian(stopOnFailure))
+			actor.WithMailbox(connMailbox), actor.WithDispatcher(connDispatcher), actor.WithGuardian(stopOnFailure))
 	}
 	state := &directoryState{rooms: make(map[string]*roomEntry)}
 	dirProps := actor.PropsFromProducer(func() actor.Actor { return &directory{sys: s, state: state} },
-		actor.WithSupervisor(stopOnFailure))
+		actor.WithSupervisor(stopOnFailure), actor.WithMailbox(mailbox(depthGauge{cfg.Metrics.DirMailbox})))
 	pid, err := s.root.SpawnNamed(dirProps, "directory")
 	if err != nil {
 		return nil, err

@@ -70,6 +70,7 @@ func (a *connActor) queue(msg any) {
 	if a.closeSent {
 		c.queuedMsgs.Add(-1)
 		c.queuedBytes.Add(-n)
+		a.sys.metrics.SendQueue.Dec()
 		return
 	}
 	if a.b == nil {
@@ -83,24 +84,29 @@ func (a *connActor) queue(msg any) {
 	}
 	now := a.sys.now()
 	var f []byte
+	var kind int
 	switch m := msg.(type) {
 	case *inbound:
 		if m.c == c {
+			kind = outAck
 			b.scratch, f = appendServerFrame(b.scratch, func(d []byte) []byte {
 				return protocol.AppendAck(d, now, m.events, m.lastTs)
 			})
 		} else {
-			f = m.frame
+			kind, f = relayKind(m.typ), m.frame
 		}
 	case *protocol.Error:
+		kind = outError
 		b.scratch, f = appendServerFrame(b.scratch, func(d []byte) []byte {
 			return protocol.AppendError(d, now, m.Code, m.Message)
 		})
 	case *serverFrame:
-		f = m.b
+		kind, f = m.kind, m.b
 	case *pongFrame:
-		f = m.b
+		kind, f = outControl, m.b
 	}
+	a.sys.metrics.out[kind].Inc()
+	a.sys.metrics.outBytes[kind].Add(float64(len(f)))
 	b.bufs = append(b.bufs, f)
 	b.msgs++
 	b.bytes += n
@@ -121,20 +127,16 @@ func (a *connActor) flush() {
 	c := a.c
 	if len(b.bufs) > 0 && !a.closeSent {
 		a.sys.metrics.QueueDepth.Observe(float64(c.queuedMsgs.Load()))
-		var total int
-		for _, f := range b.bufs {
-			total += len(f)
-		}
 		frames := len(b.bufs)
 		if err := c.sock.WriteFrames(b.bufs); err != nil {
 			a.writeFailed(err)
 		} else {
-			a.sys.metrics.outBytes.Add(float64(total))
 			c.msgsOut.Add(int64(frames))
 		}
 	}
 	c.queuedMsgs.Add(-b.msgs)
 	c.queuedBytes.Add(-b.bytes)
+	a.sys.metrics.SendQueue.Sub(float64(b.msgs))
 	clear(b.bufs)
 	b.bufs, b.scratch, b.msgs, b.bytes = b.bufs[:0], b.scratch[:0], 0, 0
 	a.sys.batches.Put(b)
@@ -221,6 +223,16 @@ func (a *connActor) tick() {
 }
 
 var pingFrame = []byte{0x89, 0x00}
+
+func relayKind(t protocol.Type) int {
+	switch t {
+	case protocol.TypePeerPull:
+		return outPeerPull
+	case protocol.TypePeerPullResponse:
+		return outPeerPullResponse
+	}
+	return outPush
+}
 
 func (a *connActor) stop(ctx actor.Context) {
 	c := a.c
