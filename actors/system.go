@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -227,7 +228,13 @@ func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 	c.lastRead.Store(c.opened.UnixNano())
 	s.conns.Add(1)
 	s.metrics.Connections.Inc()
-	c.pid = s.root.Spawn(s.connProps(c))
+	// The PID is made before the actor exists so that c.pid is written
+	// before anything that might read it (the actor's own timer included).
+	name := "c" + strconv.FormatUint(c.id, 36)
+	c.pid = actor.NewPID(s.as.Address(), name)
+	if _, err := s.root.SpawnNamed(s.connProps(c), name); err != nil {
+		s.log.Error().Err(err).Msg("cannot start connection actor") // only on a duplicate name
+	}
 	s.root.Send(a.room, &join{c: c})
 	if s.draining.Load() {
 		// Drain may have been broadcast before this join reached the room.
