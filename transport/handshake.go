@@ -18,9 +18,10 @@ import (
 	"github.com/livestore-relay/livestore-relay/auth"
 )
 
-// requestLineMax bounds the request line the router looks at; longer lines
+// requestLineMax bounds the request line the router looks at (tokens of up
+// to 16 KiB ride in it); longer lines
 // go to net/http, which answers them.
-const requestLineMax = 4096
+const requestLineMax = 20 << 10
 
 // handle routes one accepted connection: GET on the sync path goes through
 // the WebSocket upgrader, everything else to net/http.
@@ -49,29 +50,49 @@ func (s *Server) handle(c net.Conn) {
 	h.end()
 	s.metrics.handshakeDuration.Observe(time.Since(start).Seconds())
 	_ = c.SetDeadline(time.Time{})
-	sock := &socket{c: c, writeTimeout: s.cfg.WriteTimeout, closeGrace: s.cfg.CloseGrace}
-	sess := s.sys.Open(adm, sock, actors.ConnInfo{Remote: c.RemoteAddr().String(), Expires: ident.Expires})
-	// Reuse the handshake reader for frames: it may already hold the first
-	// bytes a client sent right after its request.
-	readLoop(br, sess, s.cfg.MaxMessageBytes)
+	// A client may send its first frames right behind the request.
+	var pending []byte
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		pending = append([]byte(nil), b...)
+	}
 	br.Reset(nil)
 	s.readers.Put(br)
+	sock := &socket{c: c, writeTimeout: s.cfg.WriteTimeout, closeGrace: s.cfg.CloseGrace}
+	sess := s.sys.Open(adm, sock, actors.ConnInfo{Remote: c.RemoteAddr().String(), Expires: ident.Expires})
+	if s.poller == nil {
+		readLoop(c, pending, sess, s.cfg.MaxMessageBytes)
+		return
+	}
+	if err := s.poller.add(sock, pending, sess, s.cfg.MaxMessageBytes); err != nil {
+		s.log.Error().Err(err).Msg("cannot watch connection")
+		_ = sock.Close()
+		if sock.reader.Load() == nil {
+			sess.Done()
+		}
+	}
 }
 
-// isUpgradeCandidate peeks at the request line without consuming it.
+// isUpgradeCandidate peeks at the request line without consuming it,
+// waiting only for bytes the line still lacks.
 func (s *Server) isUpgradeCandidate(br *bufio.Reader) bool {
-	for n := 16; ; n = min(2*n, requestLineMax) {
-		b, err := br.Peek(n)
+	if _, err := br.Peek(1); err != nil {
+		return false
+	}
+	for {
+		b, _ := br.Peek(br.Buffered())
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line := b[:i]
-			rest, ok := bytes.CutPrefix(line, []byte("GET "))
+			rest, ok := bytes.CutPrefix(b[:i], []byte("GET "))
 			if !ok {
 				return false
 			}
 			end := bytes.IndexAny(rest, "? ")
 			return end >= 0 && string(rest[:end]) == SyncPath
 		}
-		if err != nil || n == requestLineMax {
+		if len(b) >= requestLineMax {
+			return false // net/http answers an over-long line
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
 			return false
 		}
 	}

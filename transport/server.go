@@ -45,6 +45,9 @@ type Config struct {
 	// and process collectors.
 	Registry *prometheus.Registry
 	AsyncAPI []byte // served at AsyncAPIPath
+	// Reader is ReaderEpoll (the default on Linux) or ReaderGoroutine (the
+	// default elsewhere).
+	Reader string
 }
 
 func (c *Config) setDefaults() {
@@ -63,6 +66,9 @@ func (c *Config) setDefaults() {
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
 	}
+	if c.Reader == "" {
+		c.Reader = defaultReader
+	}
 }
 
 // Server is the relay's network front.
@@ -77,6 +83,7 @@ type Server struct {
 	handshakes sync.Pool // *handshake
 	readers    sync.Pool // *bufio.Reader for the request line
 	draining   atomic.Bool
+	poller     *poller // nil with the goroutine reader
 }
 
 // New builds a server and starts its actor system.
@@ -91,6 +98,17 @@ func New(cfg Config) (*Server, error) {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, reg: reg}
+	switch cfg.Reader {
+	case ReaderEpoll:
+		p, err := newPoller()
+		if err != nil {
+			return nil, err
+		}
+		s.poller = p
+	case ReaderGoroutine:
+	default:
+		return nil, fmt.Errorf("transport: unknown reader %q", cfg.Reader)
+	}
 	s.metrics = newMetrics(reg)
 	ac := cfg.Actors
 	ac.Logger = cfg.Logger
@@ -107,8 +125,11 @@ func New(cfg Config) (*Server, error) {
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		ErrorLog:          nil,
 	}
+	// Only a connection's first request is routed to the WebSocket
+	// upgrader, so net/http must not keep a connection for a second one:
+	// an upgrade sent on it would reach net/http and be refused.
+	s.httpSrv.SetKeepAlivesEnabled(false)
 	return s, nil
 }
 
@@ -156,6 +177,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	_ = s.httpSrv.Shutdown(sctx)
 	<-httpDone
 	s.sys.Shutdown()
+	if s.poller != nil {
+		s.poller.close()
+	}
 	return acceptErr
 }
 

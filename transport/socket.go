@@ -2,18 +2,23 @@ package transport
 
 import (
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
 )
 
 // socket is the write side of an upgraded connection, as the connection
-// actor uses it. Only that actor calls it.
+// actor uses it. Only that actor writes; Close may come from anywhere.
 type socket struct {
 	c            net.Conn
 	writeTimeout time.Duration
 	closeGrace   time.Duration
 	iov          net.Buffers // reused between writes
+	// reader is the connection's place in the epoll reader, nil with the
+	// goroutine reader (whose blocked Read ends by itself on Close or at
+	// the read deadline).
+	reader atomic.Pointer[pconn]
 }
 
 func (s *socket) WriteFrames(frames [][]byte) error {
@@ -46,7 +51,16 @@ func (s *socket) WriteClose(code uint16, reason string) error {
 	if tc, ok := s.c.(interface{ CloseWrite() error }); ok {
 		_ = tc.CloseWrite()
 	}
+	if pc := s.reader.Load(); pc != nil {
+		time.AfterFunc(s.closeGrace, pc.expire)
+	}
 	return s.c.SetReadDeadline(now.Add(s.closeGrace))
 }
 
-func (s *socket) Close() error { return s.c.Close() }
+func (s *socket) Close() error {
+	err := s.c.Close()
+	if pc := s.reader.Load(); pc != nil {
+		pc.finish() // no readiness event will come for a closed descriptor
+	}
+	return err
+}

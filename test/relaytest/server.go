@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -50,7 +51,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := transport.Config{Origins: origins, Logger: zerolog.New(io.Discard), AsyncAPI: protocol.AsyncAPI()}
+	// RELAYTEST_READER runs the same tests against another socket reader.
+	cfg := transport.Config{Origins: origins, Logger: zerolog.New(io.Discard), AsyncAPI: protocol.AsyncAPI(),
+		Reader: os.Getenv("RELAYTEST_READER")}
 	for _, o := range opts {
 		o(&cfg, &ac)
 	}

@@ -1,0 +1,27 @@
+//go:build !linux
+
+package transport
+
+import (
+	"errors"
+
+	"github.com/livestore-relay/livestore-relay/actors"
+)
+
+// The epoll reader exists on Linux only; elsewhere these stand in for it so
+// that the goroutine reader is the one that runs.
+type poller struct{}
+
+type pconn struct{}
+
+var errNoEpoll = errors.New("the epoll reader needs Linux; use the goroutine reader")
+
+func newPoller() (*poller, error) { return nil, errNoEpoll }
+
+func (p *poller) add(*socket, []byte, *actors.Session, int) error { return errNoEpoll }
+
+func (p *poller) close() {}
+
+func (pc *pconn) finish() {}
+
+func (pc *pconn) expire() {}

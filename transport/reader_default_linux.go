@@ -1,0 +1,3 @@
+package transport
+
+const defaultReader = ReaderEpoll
