@@ -20,8 +20,27 @@ run: build ## start the relay in development mode (prints tokens to try it)
 	$(BIN)/relay --dev $(RUN_FLAGS)
 
 .PHONY: test
-test: ## run every test with the race detector
+test: asyncapi-deps ## run every test with the race detector
 	$(GO) test -race -shuffle=on -count=1 -timeout 8m ./...
+
+ASYNCAPI_DIR ?= test/asyncapi
+
+.PHONY: asyncapi-deps
+asyncapi-deps: ## install the AsyncAPI validator's npm packages (and Node.js, as root on Debian)
+	@if [ -f $(ASYNCAPI_DIR)/node_modules/@asyncapi/parser/package.json ]; then exit 0; fi; \
+	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "asyncapi-deps: installing Debian's nodejs and npm packages"; \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm || exit 1; \
+		else \
+			echo "asyncapi-deps: node and npm are required to validate protocol/asyncapi.yaml." >&2; \
+			echo "  Install Node.js 18 or later with npm (Debian/Ubuntu: sudo apt-get install nodejs npm)," >&2; \
+			echo "  then run: make asyncapi-deps" >&2; \
+			exit 1; \
+		fi; \
+	fi; \
+	echo "npm ci --prefix $(ASYNCAPI_DIR) --no-audit --no-fund"; \
+	npm ci --prefix $(ASYNCAPI_DIR) --no-audit --no-fund
 
 .PHONY: lint
 lint: ## go vet, staticcheck and gofmt

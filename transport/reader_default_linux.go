@@ -1,3 +1,4 @@
 package transport
 
-const defaultReader = ReaderEpoll
+// DefaultReader is the socket reader used when none is configured.
+const DefaultReader = ReaderEpoll

@@ -2,4 +2,5 @@
 
 package transport
 
-const defaultReader = ReaderGoroutine
+// DefaultReader is the socket reader used when none is configured.
+const DefaultReader = ReaderGoroutine

@@ -67,7 +67,7 @@ func (c *Config) setDefaults() {
 		c.DrainTimeout = 10 * time.Second
 	}
 	if c.Reader == "" {
-		c.Reader = defaultReader
+		c.Reader = DefaultReader
 	}
 }
 

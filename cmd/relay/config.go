@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/livestore-relay/livestore-relay/transport"
 )
 
 // options is everything the relay can be told on its command line or in its
@@ -44,6 +46,7 @@ type options struct {
 	roomThroughput    int
 	connThroughput    int
 	mailbox           string
+	reader            string
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -79,6 +82,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.roomThroughput, "room-throughput", 300, "messages a room actor handles before yielding its goroutine")
 	fs.IntVar(&o.connThroughput, "conn-throughput", 300, "messages a connection actor handles before yielding its goroutine")
 	fs.StringVar(&o.mailbox, "mailbox", "ring", "actor mailbox: ring (unbounded ring buffer) or lockfree (unbounded linked queue)")
+	fs.StringVar(&o.reader, "reader", transport.DefaultReader, "socket reader: epoll (Linux: no goroutine per idle connection) or goroutine (one per connection)")
 	return fs
 }
 
@@ -127,6 +131,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("--log-format must be json or console, not %q", o.logFormat)
 	case o.mailbox != "ring" && o.mailbox != "lockfree":
 		return fmt.Errorf("--mailbox must be ring or lockfree, not %q", o.mailbox)
+	case o.reader != transport.ReaderEpoll && o.reader != transport.ReaderGoroutine:
+		return fmt.Errorf("--reader must be epoll or goroutine, not %q", o.reader)
 	case o.jwtSecret != "" && o.jwtSecretFile != "":
 		return errors.New("--jwt-secret and --jwt-secret-file are exclusive")
 	case o.maxMessageBytes < 64:

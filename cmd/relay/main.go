@@ -106,6 +106,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 		Origins:          origins,
 		Logger:           log,
 		AsyncAPI:         protocol.AsyncAPI(),
+		Reader:           o.reader,
 		Actors: actors.Config{
 			MaxConnsPerUser:     o.maxConnsPerUser,
 			MaxConns:            o.maxConns,
