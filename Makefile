@@ -20,8 +20,9 @@ run: build ## start the relay in development mode (prints tokens to try it)
 	$(BIN)/relay --dev $(RUN_FLAGS)
 
 .PHONY: test
-test: asyncapi-deps ## run every test with the race detector
+test: asyncapi-deps ## run every test with the race detector (integration tests with both socket readers)
 	$(GO) test -race -shuffle=on -count=1 -timeout 8m ./...
+	RELAYTEST_READER=goroutine $(GO) test -race -shuffle=on -count=1 -timeout 4m ./test/integration/
 
 ASYNCAPI_DIR ?= test/asyncapi
 
@@ -49,9 +50,36 @@ lint: ## go vet, staticcheck and gofmt
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 
 .PHONY: fuzz
-fuzz: ## fuzz the parsers briefly (FUZZTIME each)
+fuzz: ## fuzz every parser briefly (FUZZTIME each)
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./protocol/
+	$(GO) test -run='^$$' -fuzz='^FuzzValue$$' -fuzztime=$(FUZZTIME) ./protocol/
+	$(GO) test -run='^$$' -fuzz='^FuzzReadHeader$$' -fuzztime=$(FUZZTIME) ./transport/
+	$(GO) test -run='^$$' -fuzz='^FuzzTokenFromQuery$$' -fuzztime=$(FUZZTIME) ./auth/
+	$(GO) test -run='^$$' -fuzz='^FuzzTokenFromCookie$$' -fuzztime=$(FUZZTIME) ./auth/
+	$(GO) test -run='^$$' -fuzz='^FuzzOriginAllow$$' -fuzztime=$(FUZZTIME) ./auth/
 
 .PHONY: clean
 clean: ## remove build output
 	rm -rf $(BIN)
+
+# --- soak and bench (load generator and checker: cmd/soak, test/soak) ---
+SOAK_DURATION    ?= 60s
+SOAK_USERS       ?= 2000
+SOAK_DEVICES     ?= 4
+SOAK_RATE        ?= 2000
+SOAK_PEER_PULL   ?= 10s
+SOAK_FLAGS       ?=
+SOAK_RELAY_FLAGS ?= --max-conns-per-user 64
+
+.PHONY: soak
+soak: ## soak a fresh relay: SOAK_USERS x SOAK_DEVICES connections, SOAK_RATE pushes/s and peer pulls for SOAK_DURATION (default 60s)
+	$(GO) build -o $(BIN)/relay ./cmd/relay
+	$(GO) build -o $(BIN)/soak ./cmd/soak
+	$(BIN)/soak --spawn-relay $(BIN)/relay --relay-flags "$(SOAK_RELAY_FLAGS)" --relay-log $(BIN)/soak-relay.log \
+		--users $(SOAK_USERS) --devices $(SOAK_DEVICES) --rate $(SOAK_RATE) --peer-pull-every $(SOAK_PEER_PULL) \
+		--duration $(SOAK_DURATION) --json $(SOAK_FLAGS)
+
+.PHONY: bench
+bench: ## run every benchmark with allocation counts
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+# --- end soak and bench ---

@@ -130,7 +130,7 @@ func NewSystem(cfg Config) (*System, error) {
 	s := &System{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics}
 	logger := slog.New(zerolog.NewSlogHandler(cfg.Logger.With().Str("component", "actor").Logger().Level(maxLevel(cfg.Logger.GetLevel(), zerolog.WarnLevel))))
 	s.as = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }),
-		actor.WithDeadLetterThrottleCount(1), actor.WithDeadLetterThrottleInterval(time.Minute))
+		actor.WithDeadLetterThrottleCount(1), actor.WithDeadLetterThrottleInterval(time.Second))
 	s.root = s.as.Root
 	s.decoder = protocol.NewDecoder(protocol.Limits{MaxEventsPerPush: cfg.MaxEventsPerPush})
 	s.batches.New = func() any { return &batch{scratch: make([]byte, 0, batchScratch)} }
@@ -184,6 +184,9 @@ func (s *System) Admit(ctx context.Context, user string) (*Admission, error) {
 		if r.err != nil {
 			return nil, r.err
 		}
+		// Counted from admission, not from Open, so that a drain waits for
+		// a connection whose upgrade is still being written.
+		s.conns.Add(1)
 		return &Admission{sys: s, user: user, room: r.room}, nil
 	case <-ctx.Done():
 		// The directory will answer eventually; give the slot back then.
@@ -203,6 +206,7 @@ func (a *Admission) Cancel() {
 	}
 	a.ended = true
 	a.sys.root.Send(a.sys.directory, &release{user: a.user, room: a.room})
+	a.sys.conns.Done()
 }
 
 // ConnInfo describes an accepted socket, for logs and timers.
@@ -226,7 +230,6 @@ func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 		opened:  s.cfg.Now(),
 	}
 	c.lastRead.Store(c.opened.UnixNano())
-	s.conns.Add(1)
 	s.metrics.Connections.Inc()
 	// The PID is made before the actor exists so that c.pid is written
 	// before anything that might read it (the actor's own timer included).

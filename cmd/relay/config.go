@@ -155,7 +155,8 @@ func (o *options) validate() error {
 func usage(fs *flag.FlagSet, out io.Writer) {
 	fmt.Fprintf(out, `Usage:
   relay [flags]                                   serve the LiveStore sync relay
-  relay token --secret S --sub USER [--ttl 1h]    print a signed HS256 token
+  relay token --secret S --sub USER [--ttl 1h] [--iss I] [--aud A]
+                                                  print a signed HS256 token
   relay connect --url WS-URL [--client-id ID]     a line-based client to try the relay
 
 Every flag can also be set in the environment: --foo-bar is RELAY_FOO_BAR.

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/rs/zerolog"
 
 	"github.com/livestore-relay/livestore-relay/actors"
@@ -72,8 +73,10 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 		}
 	}
 	if o.dev && len(secret) == 0 && o.jwtPublicKeyFile == "" && o.jwksFile == "" {
-		secret = make([]byte, 32)
-		_, _ = rand.Read(secret)
+		// Printable, so that `relay token --secret` can use it as it is.
+		raw := make([]byte, 32)
+		_, _ = rand.Read(raw)
+		secret = []byte(hex.EncodeToString(raw))
 	}
 	verifier, err := auth.NewVerifier(auth.Config{
 		Secret: secret, PublicKeyFile: o.jwtPublicKeyFile, JWKSFile: o.jwksFile,
@@ -194,7 +197,7 @@ line in one and watch it arrive in the other; a line of JSON is sent as is.
   go run ./cmd/relay connect --client-id laptop --url '%s?token=%s'
   go run ./cmd/relay connect --client-id phone  --url '%s?token=%s'
 
-`, addr, hex.EncodeToString(secret), alice, bob, url, alice, url, alice)
+`, addr, secret, alice, bob, url, alice, url, alice)
 }
 
 func runToken(args []string, stdout, stderr io.Writer) int {
@@ -203,6 +206,8 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	secret := fs.String("secret", "", "HS256 secret (default: $RELAY_JWT_SECRET)")
 	sub := fs.String("sub", "", "user id (the sub claim)")
 	ttl := fs.Duration("ttl", time.Hour, "time to live")
+	iss := fs.String("iss", "", "iss claim (for a relay run with --jwt-issuer)")
+	aud := fs.String("aud", "", "aud claim (for a relay run with --jwt-audience)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -216,7 +221,15 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "relay token: --secret, --sub and a positive --ttl are required")
 		return exitUsage
 	}
-	tok, err := auth.Mint([]byte(*secret), *sub, *ttl, time.Now())
+	now := time.Now()
+	claims := jwt.MapClaims{"sub": *sub, "iat": now.Unix(), "exp": now.Add(*ttl).Unix()}
+	if *iss != "" {
+		claims["iss"] = *iss
+	}
+	if *aud != "" {
+		claims["aud"] = *aud
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(*secret))
 	if err != nil {
 		fmt.Fprintf(stderr, "relay token: %v\n", err)
 		return exitFailed

@@ -1,0 +1,1113 @@
+package docs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"debug/elf"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+const (
+	dockerfilePath = "docs/deploy/Dockerfile"
+	composePath    = "docs/deploy/docker-compose.yml"
+	kubernetesPath = "docs/deploy/kubernetes.yaml"
+
+	// relayPort is the port the relay listens on in the images.
+	relayPort = 8080
+)
+
+// ---- Dockerfile ------------------------------------------------------------
+
+// instruction is one Dockerfile instruction, continuation lines joined.
+type instruction struct {
+	line int
+	cmd  string // upper case: FROM, RUN, …
+	args string
+}
+
+func readDockerfile(t *testing.T) []instruction {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, dockerfilePath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []instruction
+	var cur strings.Builder
+	start := 0
+	for i, line := range strings.Split(string(b), "\n") {
+		trimmed := strings.TrimSpace(line)
+		if cur.Len() == 0 && (trimmed == "" || strings.HasPrefix(trimmed, "#")) {
+			continue
+		}
+		if cur.Len() > 0 && strings.HasPrefix(trimmed, "#") {
+			continue // a comment inside a continued instruction
+		}
+		if cur.Len() == 0 {
+			start = i + 1
+		}
+		if body, ok := strings.CutSuffix(trimmed, "\\"); ok {
+			cur.WriteString(body)
+			cur.WriteByte(' ')
+			continue
+		}
+		cur.WriteString(trimmed)
+		cmd, args, _ := strings.Cut(cur.String(), " ")
+		out = append(out, instruction{line: start, cmd: strings.ToUpper(cmd), args: strings.TrimSpace(args)})
+		cur.Reset()
+	}
+	if cur.Len() > 0 {
+		t.Fatalf("%s: the last instruction ends with a line continuation", dockerfilePath)
+	}
+	return out
+}
+
+// shellWords splits a shell command into words, honouring quotes.
+func shellWords(s string) ([]string, error) {
+	var words []string
+	var w strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\'' || c == '"':
+			end := strings.IndexByte(s[i+1:], c)
+			if end < 0 {
+				return nil, fmt.Errorf("unterminated %c quote in %q", c, s)
+			}
+			w.WriteString(s[i+1 : i+1+end])
+			i += end + 1
+			inWord = true
+		case c == '\\' && i+1 < len(s):
+			i++
+			w.WriteByte(s[i])
+			inWord = true
+		case c == ' ' || c == '\t':
+			if inWord {
+				words = append(words, w.String())
+				w.Reset()
+				inWord = false
+			}
+		default:
+			w.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, w.String())
+	}
+	return words, nil
+}
+
+// goBuildCmd is one `go build` command of the Dockerfile.
+type goBuildCmd struct {
+	line  int
+	env   []string // NAME=VALUE words before `go`
+	flags []string // build flags, -o and its value excepted
+	out   string   // the -o value
+	pkg   string
+}
+
+var envAssign = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*=`)
+
+func dockerGoBuilds(t *testing.T, ins []instruction) []goBuildCmd {
+	t.Helper()
+	var builds []goBuildCmd
+	for _, in := range ins {
+		if in.cmd != "RUN" {
+			continue
+		}
+		for _, part := range strings.Split(in.args, "&&") {
+			words, err := shellWords(part)
+			if err != nil {
+				t.Fatalf("%s:%d: %v", dockerfilePath, in.line, err)
+			}
+			var b goBuildCmd
+			b.line = in.line
+			i := 0
+			for i < len(words) && envAssign.MatchString(words[i]) {
+				b.env = append(b.env, words[i])
+				i++
+			}
+			if i+1 >= len(words) || words[i] != "go" || words[i+1] != "build" {
+				continue
+			}
+			args := words[i+2:]
+			for j := 0; j < len(args); j++ {
+				switch a := args[j]; {
+				case a == "-o":
+					if j+1 == len(args) {
+						t.Fatalf("%s:%d: -o without a value", dockerfilePath, in.line)
+					}
+					b.out = args[j+1]
+					j++
+				case a == "-ldflags" || a == "-tags" || a == "-gcflags":
+					if j+1 == len(args) {
+						t.Fatalf("%s:%d: %s without a value", dockerfilePath, in.line, a)
+					}
+					b.flags = append(b.flags, a, args[j+1])
+					j++
+				case strings.HasPrefix(a, "-"):
+					b.flags = append(b.flags, a)
+				default:
+					if b.pkg != "" {
+						t.Fatalf("%s:%d: go build of several packages (%s, %s)", dockerfilePath, in.line, b.pkg, a)
+					}
+					b.pkg = a
+				}
+			}
+			builds = append(builds, b)
+		}
+	}
+	return builds
+}
+
+// copyDest maps each file copied from the build stage to its place in the
+// final image.
+func copyDest(t *testing.T, final []instruction) map[string]string {
+	t.Helper()
+	dest := map[string]string{}
+	for _, in := range final {
+		if in.cmd != "COPY" {
+			continue
+		}
+		words, err := shellWords(in.args)
+		if err != nil || len(words) != 3 || !strings.HasPrefix(words[0], "--from=") {
+			continue
+		}
+		dest[words[1]] = words[2]
+	}
+	return dest
+}
+
+// stages splits the instructions at each FROM.
+func stages(ins []instruction) [][]instruction {
+	var out [][]instruction
+	for _, in := range ins {
+		if in.cmd == "FROM" {
+			out = append(out, nil)
+		}
+		if len(out) > 0 {
+			out[len(out)-1] = append(out[len(out)-1], in)
+		}
+	}
+	return out
+}
+
+func goDirective(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "go "); ok {
+			parts := strings.Split(strings.TrimSpace(v), ".")
+			if len(parts) >= 2 {
+				return parts[0] + "." + parts[1]
+			}
+		}
+	}
+	t.Fatal("go.mod has no go directive")
+	return ""
+}
+
+func TestDockerfile(t *testing.T) {
+	ins := readDockerfile(t)
+	st := stages(ins)
+	if len(st) < 2 {
+		t.Fatalf("%s: want a build stage and a final stage, found %d stage(s)", dockerfilePath, len(st))
+	}
+	build, final := st[0], st[len(st)-1]
+
+	from := strings.Fields(build[0].args)
+	if want := "golang:" + goDirective(t); len(from) == 0 || !strings.HasPrefix(from[0], want) {
+		t.Errorf("%s:%d: build stage FROM %s, want %s (the go directive of go.mod)", dockerfilePath, build[0].line, build[0].args, want)
+	}
+	base := strings.Fields(final[0].args)[0]
+	if base != "scratch" && !strings.HasPrefix(base, "gcr.io/distroless/static") {
+		t.Errorf("%s:%d: final image %s, want scratch or distroless static", dockerfilePath, final[0].line, base)
+	}
+
+	builds := dockerGoBuilds(t, ins)
+	var pkgs []string
+	for _, b := range builds {
+		pkgs = append(pkgs, b.pkg)
+		if !slices.Contains(b.env, "CGO_ENABLED=0") {
+			t.Errorf("%s:%d: go build %s without CGO_ENABLED=0", dockerfilePath, b.line, b.pkg)
+		}
+		if !slices.Contains(b.flags, "-trimpath") {
+			t.Errorf("%s:%d: go build %s without -trimpath", dockerfilePath, b.line, b.pkg)
+		}
+		if i := slices.Index(b.flags, "-ldflags"); i < 0 || strings.Join(strings.Fields(b.flags[i+1]), " ") != "-s -w" {
+			t.Errorf("%s:%d: go build %s: want -ldflags \"-s -w\", have %v", dockerfilePath, b.line, b.pkg, b.flags)
+		}
+		if b.out == "" {
+			t.Errorf("%s:%d: go build %s without -o", dockerfilePath, b.line, b.pkg)
+		}
+	}
+	slices.Sort(pkgs)
+	if want := []string{"./cmd/healthcheck", "./cmd/relay"}; !slices.Equal(pkgs, want) {
+		t.Fatalf("%s: go build of %v, want %v", dockerfilePath, pkgs, want)
+	}
+
+	dest := copyDest(t, final)
+	binIn := map[string]string{} // package → path in the final image
+	for _, b := range builds {
+		d, ok := dest[b.out]
+		if !ok {
+			t.Errorf("%s: %s (from %s) is not copied into the final image", dockerfilePath, b.out, b.pkg)
+		}
+		binIn[b.pkg] = d
+	}
+
+	var user, expose, entrypoint, healthcheck string
+	for _, in := range final {
+		switch in.cmd {
+		case "USER":
+			user = in.args
+		case "EXPOSE":
+			expose = in.args
+		case "ENTRYPOINT":
+			entrypoint = in.args
+		case "HEALTHCHECK":
+			healthcheck = in.args
+		}
+	}
+	if u, _, _ := strings.Cut(user, ":"); u == "" || u == "root" || u == "0" {
+		t.Errorf("%s: final stage USER %q, want a non-root user", dockerfilePath, user)
+	}
+	if !slices.Contains(strings.Fields(expose), strconv.Itoa(relayPort)) {
+		t.Errorf("%s: EXPOSE %q, want %d", dockerfilePath, expose, relayPort)
+	}
+	var ep []string
+	if err := json.Unmarshal([]byte(entrypoint), &ep); err != nil || len(ep) == 0 || ep[0] != binIn["./cmd/relay"] {
+		t.Errorf("%s: ENTRYPOINT %s, want the exec form running %s", dockerfilePath, entrypoint, binIn["./cmd/relay"])
+	}
+	_, cmd, ok := strings.Cut(healthcheck, "CMD ")
+	var hc []string
+	if !ok || json.Unmarshal([]byte(cmd), &hc) != nil || len(hc) == 0 {
+		t.Fatalf("%s: HEALTHCHECK %q, want CMD in exec form", dockerfilePath, healthcheck)
+	}
+	if hc[0] != binIn["./cmd/healthcheck"] {
+		t.Errorf("%s: HEALTHCHECK runs %s, want %s (cmd/healthcheck)", dockerfilePath, hc[0], binIn["./cmd/healthcheck"])
+	}
+	checkProbeURL(t, dockerfilePath+" HEALTHCHECK", hc, "/healthz")
+}
+
+// checkProbeURL checks a healthcheck command line: its --url (or the
+// default of cmd/healthcheck) must be the relay's port and path.
+func checkProbeURL(t *testing.T, what string, argv []string, wantPath string) {
+	t.Helper()
+	raw := "http://127.0.0.1:8080/healthz" // cmd/healthcheck's default
+	for i, a := range argv {
+		if a == "--url" || a == "-url" {
+			if i+1 < len(argv) {
+				raw = argv[i+1]
+			}
+		} else if v, ok := strings.CutPrefix(a, "--url="); ok {
+			raw = v
+		}
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("%s: URL %q: %v", what, raw, err)
+	}
+	if u.Port() != strconv.Itoa(relayPort) || u.Path != wantPath {
+		t.Errorf("%s: probes %s, want port %d and path %s", what, raw, relayPort, wantPath)
+	}
+}
+
+// ---- the static build and the running relay --------------------------------
+
+// staticBuild holds the binaries built the way the Dockerfile builds them.
+var staticBuild struct {
+	once         sync.Once
+	dir          string
+	relay, check string
+	err          error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if staticBuild.dir != "" {
+		_ = os.RemoveAll(staticBuild.dir)
+	}
+	os.Exit(code)
+}
+
+// staticBinaries runs the Dockerfile's go build commands, with the same
+// environment and flags, into a temporary directory.
+func staticBinaries(t *testing.T) (relay, healthcheck string) {
+	t.Helper()
+	builds := dockerGoBuilds(t, readDockerfile(t))
+	staticBuild.once.Do(func() {
+		dir, err := os.MkdirTemp("", "livestore-relay-docs-")
+		if err != nil {
+			staticBuild.err = err
+			return
+		}
+		staticBuild.dir = dir
+		for _, b := range builds {
+			name := path.Base(b.out)
+			args := append([]string{"build"}, b.flags...)
+			args = append(args, "-o", filepath.Join(dir, name), b.pkg)
+			cmd := exec.Command("go", args...)
+			cmd.Dir = repoRoot
+			cmd.Env = append(os.Environ(), b.env...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				staticBuild.err = fmt.Errorf("%s go %s: %v\n%s", strings.Join(b.env, " "), strings.Join(args, " "), err, out)
+				return
+			}
+			switch b.pkg {
+			case "./cmd/relay":
+				staticBuild.relay = filepath.Join(dir, name)
+			case "./cmd/healthcheck":
+				staticBuild.check = filepath.Join(dir, name)
+			}
+		}
+		if staticBuild.relay == "" || staticBuild.check == "" {
+			staticBuild.err = fmt.Errorf("%s does not build both ./cmd/relay and ./cmd/healthcheck", dockerfilePath)
+		}
+	})
+	if staticBuild.err != nil {
+		t.Fatal(staticBuild.err)
+	}
+	return staticBuild.relay, staticBuild.check
+}
+
+func TestStaticBinaries(t *testing.T) {
+	relay, check := staticBinaries(t)
+	for _, bin := range []string{relay, check} {
+		f, err := elf.Open(bin)
+		if err != nil {
+			t.Fatalf("%s: %v", bin, err)
+		}
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+				t.Errorf("%s: has a %v program header; not statically linked", filepath.Base(bin), p.Type)
+			}
+		}
+		if f.Section(".dynamic") != nil || f.Section(".interp") != nil {
+			t.Errorf("%s: has a .dynamic or .interp section; not statically linked", filepath.Base(bin))
+		}
+		if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
+			t.Errorf("%s: needs shared libraries %v", filepath.Base(bin), libs)
+		}
+		// -ldflags "-s -w": no symbol table, no DWARF.
+		for _, s := range f.Sections {
+			if s.Name == ".symtab" || strings.HasPrefix(s.Name, ".debug_") || strings.HasPrefix(s.Name, ".zdebug_") {
+				t.Errorf("%s: has section %s; was it built with -ldflags \"-s -w\"?", filepath.Base(bin), s.Name)
+			}
+		}
+		_ = f.Close()
+	}
+	out := runHelp(t, relay, "--help")
+	if !strings.Contains(out, "-addr") {
+		t.Errorf("relay --help from the static build does not list -addr:\n%s", out)
+	}
+}
+
+// relayProcess is a running relay.
+type relayProcess struct {
+	cmd    *exec.Cmd
+	addr   string
+	exited chan struct{}
+	err    error // from Wait, once exited is closed
+	mu     sync.Mutex
+	log    bytes.Buffer
+}
+
+func (p *relayProcess) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// startRelay runs bin on a free loopback port and waits until /healthz
+// answers.
+func startRelay(t *testing.T, bin string, args ...string) *relayProcess {
+	t.Helper()
+	p := &relayProcess{exited: make(chan struct{})}
+	p.cmd = exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
+	p.cmd.Env = cleanEnv()
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addrs := make(chan string, 1)
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.Write(sc.Bytes())
+			p.log.WriteByte('\n')
+			p.mu.Unlock()
+			var entry struct {
+				Message string `json:"message"`
+				Addr    string `json:"addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &entry) == nil && entry.Message == "listening" && entry.Addr != "" {
+				select {
+				case addrs <- entry.Addr:
+				default:
+				}
+			}
+		}
+	}()
+	go func() {
+		<-logDone // Wait closes the pipe; read everything first
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	select {
+	case p.addr = <-addrs:
+	case <-p.exited:
+		t.Fatalf("relay exited before listening: %v\n%s", p.err, p.logs())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("relay did not log its address within 20s:\n%s", p.logs())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, err := httpStatus("http://" + p.addr + "/healthz")
+		if err == nil && status == http.StatusOK {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz did not answer 200 within 10s (last: %d, %v)\n%s", status, err, p.logs())
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("relay exited: %v\n%s", p.err, p.logs())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func httpStatus(u string) (int, error) {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := client.Get(u)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// runHealthcheck runs the healthcheck binary and returns its exit code.
+func runHealthcheck(t *testing.T, bin string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &exit):
+		return exit.ExitCode(), string(out)
+	}
+	t.Fatalf("run %s: %v", bin, err)
+	return -1, ""
+}
+
+// probePaths are the HTTP paths the deployment files probe, by file.
+func probePaths(t *testing.T) (readiness, liveness []string) {
+	t.Helper()
+	c := composeRelay(t)
+	if argv := composeHealthcheck(t, c); len(argv) > 0 {
+		liveness = append(liveness, urlPath(t, argv))
+	}
+	_, container := kubeRelay(t)
+	readiness = append(readiness, str(get(container, "readinessProbe", "httpGet", "path")))
+	liveness = append(liveness, str(get(container, "livenessProbe", "httpGet", "path")))
+	return readiness, liveness
+}
+
+func urlPath(t *testing.T, argv []string) string {
+	t.Helper()
+	for i, a := range argv {
+		if (a == "--url" || a == "-url") && i+1 < len(argv) {
+			u, err := url.Parse(argv[i+1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return u.Path
+		}
+	}
+	return "/healthz"
+}
+
+// upgrade opens a WebSocket to the sync path with a raw handshake and
+// returns the connection and the HTTP status of the answer.
+func upgrade(t *testing.T, addr, token string) (net.Conn, *bufio.Reader, int) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET /api/v1/livestore/sync?token=" + url.QueryEscape(token) + " HTTP/1.1\r\n" +
+		"Host: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("read upgrade answer: %v", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	return c, br, resp.StatusCode
+}
+
+// writeText sends one masked client text frame.
+func writeText(t *testing.T, c net.Conn, payload []byte) {
+	t.Helper()
+	if len(payload) > 125 {
+		t.Fatalf("writeText: %d bytes; only short frames are supported", len(payload))
+	}
+	mask := [4]byte{0x12, 0x34, 0x56, 0x78}
+	frame := append([]byte{0x81, 0x80 | byte(len(payload))}, mask[:]...)
+	for i, b := range payload {
+		frame = append(frame, b^mask[i%4])
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(frame); err != nil {
+		t.Fatalf("write frame: %v", err)
+	}
+}
+
+// readFrame reads one server frame and returns its opcode and payload.
+func readFrame(t *testing.T, c net.Conn, br *bufio.Reader) (byte, []byte) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	var h [2]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		t.Fatalf("read frame: %v", err)
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		if _, err := io.ReadFull(br, b[:]); err != nil {
+			t.Fatal(err)
+		}
+		n = uint64(binary.BigEndian.Uint16(b[:]))
+	case 127:
+		var b [8]byte
+		if _, err := io.ReadFull(br, b[:]); err != nil {
+			t.Fatal(err)
+		}
+		n = binary.BigEndian.Uint64(b[:])
+	}
+	if n > 1<<20 {
+		t.Fatalf("frame of %d bytes from the relay", n)
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(br, payload); err != nil {
+		t.Fatal(err)
+	}
+	return h[0] & 0x0f, payload
+}
+
+// readClose reads server frames until a close frame and returns its code.
+func readClose(t *testing.T, c net.Conn, br *bufio.Reader) uint16 {
+	t.Helper()
+	for {
+		op, payload := readFrame(t, c, br)
+		if op == 0x8 {
+			if len(payload) < 2 {
+				t.Fatalf("close frame without a code")
+			}
+			return binary.BigEndian.Uint16(payload)
+		}
+	}
+}
+
+// bind sends a pull and waits for its pull_response, after which the
+// connection is one of its user's bound devices.
+func bind(t *testing.T, c net.Conn, br *bufio.Reader) {
+	t.Helper()
+	writeText(t, c, []byte(`{"type":"pull","clientId":"ops","sessionId":"s1","timestamp":1,"payload":{}}`))
+	for {
+		op, payload := readFrame(t, c, br)
+		switch op {
+		case 0x1:
+			var m struct {
+				Type string `json:"type"`
+			}
+			if err := json.Unmarshal(payload, &m); err != nil || m.Type != "pull_response" {
+				t.Fatalf("answer to pull: %s", payload)
+			}
+			return
+		case 0x8:
+			t.Fatalf("closed instead of answering the pull: %x", payload)
+		}
+	}
+}
+
+func TestRelayBehindTheProbes(t *testing.T) {
+	relay, check := staticBinaries(t)
+	readiness, liveness := probePaths(t)
+	const secret = "docs-test-secret"
+	p := startRelay(t, relay, "--jwt-secret", secret, "--drain-timeout", "10s")
+	base := "http://" + p.addr
+
+	t.Run("healthcheck", func(t *testing.T) {
+		if code, out := runHealthcheck(t, check, "--url", base+"/healthz"); code != 0 {
+			t.Errorf("healthcheck against the running relay: exit %d, want 0\n%s", code, out)
+		}
+		if code, out := runHealthcheck(t, check, "--url", base+"/no-such-path"); code != 1 {
+			t.Errorf("healthcheck against a 404: exit %d, want 1\n%s", code, out)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		closed := ln.Addr().String()
+		_ = ln.Close()
+		if code, out := runHealthcheck(t, check, "--url", "http://"+closed+"/healthz", "--timeout", "5s"); code != 1 {
+			t.Errorf("healthcheck against a closed port: exit %d, want 1\n%s", code, out)
+		}
+	})
+
+	t.Run("probes", func(t *testing.T) {
+		for _, pth := range append(slices.Clone(readiness), liveness...) {
+			if status, err := httpStatus(base + pth); err != nil || status != http.StatusOK {
+				t.Errorf("GET %s (probed by the deployment files) = %d, %v; want 200", pth, status, err)
+			}
+		}
+	})
+
+	// The drain the operations guide describes: SIGTERM turns the readiness
+	// probe to 503 while connections are closed with 1001, new upgrades are
+	// refused with 503, and the process exits 0.
+	t.Run("drain", func(t *testing.T) {
+		tok, err := exec.Command(relay, "token", "--secret", secret, "--sub", "ops", "--ttl", "5m").Output()
+		if err != nil {
+			t.Fatalf("relay token: %v", err)
+		}
+		c, br, status := upgrade(t, p.addr, strings.TrimSpace(string(tok)))
+		if status != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: status %d, want 101", status)
+		}
+		bind(t, c, br)
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		for _, pth := range readiness {
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				s, err := httpStatus(base + pth)
+				if err == nil && s == http.StatusServiceUnavailable {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("GET %s after SIGTERM: %d, %v; want 503 while draining\n%s", pth, s, err, p.logs())
+				}
+				select {
+				case <-p.exited:
+					t.Fatalf("relay exited before GET %s answered 503\n%s", pth, p.logs())
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}
+		if _, _, s := upgrade(t, p.addr, strings.TrimSpace(string(tok))); s != http.StatusServiceUnavailable {
+			t.Errorf("upgrade while draining: status %d, want 503", s)
+		}
+		if code := readClose(t, c, br); code != 1001 {
+			t.Errorf("close code while draining = %d, want 1001", code)
+		}
+		_ = c.Close()
+		select {
+		case <-p.exited:
+			if p.err != nil {
+				t.Errorf("relay exit after SIGTERM: %v, want status 0\n%s", p.err, p.logs())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("relay still running 20s after SIGTERM\n%s", p.logs())
+		}
+	})
+}
+
+// ---- YAML helpers ------------------------------------------------------------
+
+func get(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+func list(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+// knownVariables is every RELAY_ variable the relay reads.
+func knownVariables(t *testing.T) map[string]helpFlag {
+	t.Helper()
+	relay, _ := staticBinaries(t)
+	vars := map[string]helpFlag{}
+	for name, f := range parseHelp(t, runHelp(t, relay, "--help")) {
+		vars[envName(name)] = f
+	}
+	return vars
+}
+
+// drainTimeout is the drain timeout a deployment file sets, or the default.
+func drainTimeout(t *testing.T, vars map[string]helpFlag, env map[string]string) time.Duration {
+	t.Helper()
+	v, ok := env["RELAY_DRAIN_TIMEOUT"]
+	if !ok {
+		v = vars["RELAY_DRAIN_TIMEOUT"].def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("drain timeout %q: %v", v, err)
+	}
+	return d
+}
+
+func checkEnv(t *testing.T, file string, vars map[string]helpFlag, env map[string]string) {
+	t.Helper()
+	for k, v := range env {
+		if !strings.HasPrefix(k, "RELAY_") {
+			continue
+		}
+		if _, ok := vars[k]; !ok {
+			t.Errorf("%s: sets %s, which the relay does not read", file, k)
+		}
+		if k == "RELAY_ADDR" {
+			if _, port, err := net.SplitHostPort(v); err != nil || port != strconv.Itoa(relayPort) {
+				t.Errorf("%s: RELAY_ADDR=%q, want port %d", file, v, relayPort)
+			}
+		}
+	}
+}
+
+// ---- docker-compose.yml --------------------------------------------------------
+
+func composeRelay(t *testing.T) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, composePath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("%s: %v", composePath, err)
+	}
+	relay, ok := get(doc, "services", "relay").(map[string]any)
+	if !ok {
+		t.Fatalf("%s: no services.relay", composePath)
+	}
+	return relay
+}
+
+func composeHealthcheck(t *testing.T, relay map[string]any) []string {
+	t.Helper()
+	var argv []string
+	for _, a := range list(get(relay, "healthcheck", "test")) {
+		argv = append(argv, fmt.Sprint(a))
+	}
+	if len(argv) < 2 || argv[0] != "CMD" {
+		t.Fatalf("%s: healthcheck.test %v, want [\"CMD\", …] (the image has no shell)", composePath, argv)
+	}
+	return argv[1:]
+}
+
+func TestCompose(t *testing.T) {
+	relay := composeRelay(t)
+	vars := knownVariables(t)
+
+	ctx := str(get(relay, "build", "context"))
+	df := str(get(relay, "build", "dockerfile"))
+	if got, want := filepath.Clean(filepath.Join(filepath.Dir(composePath), ctx, df)), filepath.Clean(dockerfilePath); got != want {
+		t.Errorf("%s: build uses %s, want %s", composePath, got, want)
+	}
+	if ctxDir := filepath.Clean(filepath.Join(filepath.Dir(composePath), ctx)); ctxDir != "." {
+		t.Errorf("%s: build context %s is not the repository root", composePath, ctx)
+	}
+
+	published := false
+	for _, p := range list(relay["ports"]) {
+		s := fmt.Sprint(p)
+		if strings.HasSuffix(s, ":"+strconv.Itoa(relayPort)) || s == strconv.Itoa(relayPort) {
+			published = true
+		}
+	}
+	if !published {
+		t.Errorf("%s: no port mapping to container port %d", composePath, relayPort)
+	}
+
+	env := map[string]string{}
+	em, ok := relay["environment"].(map[string]any)
+	if !ok {
+		t.Fatalf("%s: environment must be a map", composePath)
+	}
+	for k, v := range em {
+		env[k] = fmt.Sprint(v)
+	}
+	checkEnv(t, composePath, vars, env)
+	if env["RELAY_JWT_SECRET"] == "" && env["RELAY_JWT_SECRET_FILE"] == "" && env["RELAY_JWKS_FILE"] == "" && env["RELAY_JWT_PUBLIC_KEY_FILE"] == "" {
+		t.Errorf("%s: no key source configured; the relay would refuse to start", composePath)
+	}
+
+	argv := composeHealthcheck(t, relay)
+	ins := readDockerfile(t)
+	builds := dockerGoBuilds(t, ins)
+	dest := copyDest(t, stages(ins)[len(stages(ins))-1])
+	for _, b := range builds {
+		if b.pkg == "./cmd/healthcheck" && argv[0] != dest[b.out] {
+			t.Errorf("%s: healthcheck runs %s, the image has cmd/healthcheck at %s", composePath, argv[0], dest[b.out])
+		}
+	}
+	checkProbeURL(t, composePath+" healthcheck", argv, "/healthz")
+
+	soft, _ := get(relay, "ulimits", "nofile", "soft").(int)
+	hard, _ := get(relay, "ulimits", "nofile", "hard").(int)
+	if soft < 65536 || hard < soft {
+		t.Errorf("%s: ulimits.nofile soft %d hard %d, want soft >= 65536 and hard >= soft", composePath, soft, hard)
+	}
+
+	grace, err := time.ParseDuration(str(relay["stop_grace_period"]))
+	if err != nil {
+		t.Fatalf("%s: stop_grace_period: %v", composePath, err)
+	}
+	if d := drainTimeout(t, vars, env); grace <= d {
+		t.Errorf("%s: stop_grace_period %s must exceed the drain timeout %s", composePath, grace, d)
+	}
+	if u := str(relay["user"]); u == "" || strings.HasPrefix(u, "0") || strings.HasPrefix(u, "root") {
+		t.Errorf("%s: user %q, want a non-root user", composePath, u)
+	}
+}
+
+// ---- kubernetes.yaml -------------------------------------------------------------
+
+func kubeDocs(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	f, err := os.Open(filepath.Join(repoRoot, kubernetesPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	byKind := map[string]map[string]any{}
+	dec := yaml.NewDecoder(f)
+	for {
+		var doc map[string]any
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", kubernetesPath, err)
+		}
+		if doc == nil {
+			continue
+		}
+		kind := str(doc["kind"])
+		if _, dup := byKind[kind]; dup {
+			t.Fatalf("%s: two %s objects", kubernetesPath, kind)
+		}
+		byKind[kind] = doc
+	}
+	for _, kind := range []string{"Secret", "Deployment", "Service"} {
+		if byKind[kind] == nil {
+			t.Fatalf("%s: no %s", kubernetesPath, kind)
+		}
+	}
+	return byKind
+}
+
+func kubeRelay(t *testing.T) (deployment, container map[string]any) {
+	t.Helper()
+	d := kubeDocs(t)["Deployment"]
+	for _, c := range list(get(d, "spec", "template", "spec", "containers")) {
+		if m, ok := c.(map[string]any); ok && str(m["name"]) == "relay" {
+			return d, m
+		}
+	}
+	t.Fatalf("%s: the Deployment has no container named relay", kubernetesPath)
+	return nil, nil
+}
+
+// resolvePort turns a probe or target port (number or name) into a number.
+func resolvePort(container map[string]any, port any) int {
+	switch p := port.(type) {
+	case int:
+		return p
+	case string:
+		for _, cp := range list(container["ports"]) {
+			if str(get(cp, "name")) == p {
+				n, _ := get(cp, "containerPort").(int)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+func subset(small, big any) bool {
+	s, ok1 := small.(map[string]any)
+	b, ok2 := big.(map[string]any)
+	if !ok1 || !ok2 || len(s) == 0 {
+		return false
+	}
+	for k, v := range s {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestKubernetes(t *testing.T) {
+	docs := kubeDocs(t)
+	dep, c := kubeRelay(t)
+	vars := knownVariables(t)
+	pod := get(dep, "spec", "template")
+
+	if !subset(get(dep, "spec", "selector", "matchLabels"), get(pod, "metadata", "labels")) {
+		t.Errorf("%s: the Deployment's selector does not match its pod labels", kubernetesPath)
+	}
+	if !subset(get(docs["Service"], "spec", "selector"), get(pod, "metadata", "labels")) {
+		t.Errorf("%s: the Service's selector does not match the pod labels", kubernetesPath)
+	}
+
+	if n := resolvePort(c, get(c, "readinessProbe", "httpGet", "port")); n != relayPort {
+		t.Errorf("%s: readiness probe port resolves to %d, want %d", kubernetesPath, n, relayPort)
+	}
+	if p := str(get(c, "readinessProbe", "httpGet", "path")); p != "/readyz" {
+		t.Errorf("%s: readiness probe path %q, want /readyz", kubernetesPath, p)
+	}
+	if n := resolvePort(c, get(c, "livenessProbe", "httpGet", "port")); n != relayPort {
+		t.Errorf("%s: liveness probe port resolves to %d, want %d", kubernetesPath, n, relayPort)
+	}
+	if p := str(get(c, "livenessProbe", "httpGet", "path")); p != "/healthz" {
+		t.Errorf("%s: liveness probe path %q, want /healthz", kubernetesPath, p)
+	}
+	for _, sp := range list(get(docs["Service"], "spec", "ports")) {
+		if n := resolvePort(c, get(sp, "targetPort")); n != relayPort {
+			t.Errorf("%s: Service targetPort resolves to %d, want %d", kubernetesPath, n, relayPort)
+		}
+	}
+
+	env := map[string]string{}
+	secretEnv := map[string]string{} // variable → Secret name
+	for _, e := range list(c["env"]) {
+		name := str(get(e, "name"))
+		env[name] = str(get(e, "value"))
+		if s := str(get(e, "valueFrom", "secretKeyRef", "name")); s != "" {
+			secretEnv[name] = s
+		}
+	}
+	checkEnv(t, kubernetesPath, vars, env)
+
+	// The JWT secret comes from the Secret: as a variable, or as a file on
+	// a volume of that Secret.
+	secretName := str(get(docs["Secret"], "metadata", "name"))
+	used := slices.Contains(slices.Collect(maps.Values(secretEnv)), secretName)
+	if file := env["RELAY_JWT_SECRET_FILE"]; file != "" {
+		for _, v := range list(get(pod, "spec", "volumes")) {
+			if str(get(v, "secret", "secretName")) != secretName {
+				continue
+			}
+			for _, m := range list(c["volumeMounts"]) {
+				if str(get(m, "name")) == str(get(v, "name")) && path.Dir(file) == path.Clean(str(get(m, "mountPath"))) {
+					key := path.Base(file)
+					for _, it := range list(get(v, "secret", "items")) {
+						if str(get(it, "path")) == key {
+							key = str(get(it, "key"))
+						}
+					}
+					if get(docs["Secret"], "stringData", key) == nil && get(docs["Secret"], "data", key) == nil {
+						t.Errorf("%s: RELAY_JWT_SECRET_FILE=%s reads key %q, which the Secret lacks", kubernetesPath, file, key)
+					}
+					used = true
+				}
+			}
+		}
+	}
+	if !used {
+		t.Errorf("%s: the container does not take its JWT secret from Secret %s", kubernetesPath, secretName)
+	}
+
+	preStop, _ := get(c, "lifecycle", "preStop", "sleep", "seconds").(int)
+	if preStop <= 0 {
+		t.Errorf("%s: want a preStop sleep so that endpoints are updated before SIGTERM", kubernetesPath)
+	}
+	grace, _ := get(pod, "spec", "terminationGracePeriodSeconds").(int)
+	if d := drainTimeout(t, vars, env); time.Duration(grace)*time.Second <= time.Duration(preStop)*time.Second+d {
+		t.Errorf("%s: terminationGracePeriodSeconds %d must exceed the preStop sleep (%ds) plus the drain timeout (%s)", kubernetesPath, grace, preStop, d)
+	}
+
+	if get(pod, "spec", "securityContext", "runAsNonRoot") != true {
+		t.Errorf("%s: pod securityContext.runAsNonRoot is not true", kubernetesPath)
+	}
+	if uid, ok := get(pod, "spec", "securityContext", "runAsUser").(int); !ok || uid == 0 {
+		t.Errorf("%s: pod securityContext.runAsUser %v, want a numeric non-root user", kubernetesPath, get(pod, "spec", "securityContext", "runAsUser"))
+	}
+	if get(c, "securityContext", "readOnlyRootFilesystem") != true {
+		t.Errorf("%s: container securityContext.readOnlyRootFilesystem is not true", kubernetesPath)
+	}
+	if get(c, "securityContext", "allowPrivilegeEscalation") != false {
+		t.Errorf("%s: container securityContext.allowPrivilegeEscalation is not false", kubernetesPath)
+	}
+	for _, k := range []string{"requests", "limits"} {
+		if m, _ := get(c, "resources", k).(map[string]any); len(m) == 0 {
+			t.Errorf("%s: container has no resources.%s", kubernetesPath, k)
+		}
+	}
+}
