@@ -58,10 +58,14 @@ type (
 		b    []byte
 		kind int
 	}
-	closeNow    struct{}
-	readerDone  struct{}
-	livenessTic struct{}
-	pongFrame   struct{ b []byte }
+	closeNow   struct{}
+	readerDone struct{}
+	pongFrame  struct{ b []byte }
+	// attach is a connection actor's first message: the actors share one
+	// Props, so the connection is handed over this way.
+	attach struct{ c *conn }
+	// armExpiry asks for a timer at the token's expiry, which is near.
+	armExpiry struct{}
 )
 
 const ackCost = 128 // bytes an ack is counted as before it is encoded

@@ -29,6 +29,7 @@ type release struct {
 type (
 	drainAll struct{}
 	abortAll struct{}
+	sweep    struct{}
 )
 
 type roomEntry struct {
@@ -87,7 +88,7 @@ func (d *directory) Receive(ctx actor.Context) {
 			d.sys.metrics.Rooms.Dec()
 			ctx.Stop(e.pid)
 		}
-	case drainAll, abortAll:
+	case drainAll, abortAll, sweep:
 		for _, e := range st.rooms {
 			ctx.Send(e.pid, m)
 		}

@@ -62,6 +62,9 @@ func (r *room) Receive(ctx actor.Context) {
 		r.handle(ctx, m)
 	case *join:
 		r.peers[m.c] = &peer{c: m.c}
+		r.checkExpiry(ctx, m.c, r.sys.cfg.Now())
+	case sweep:
+		r.sweep(ctx)
 	case *leave:
 		if p := r.peers[m.c]; p != nil {
 			r.unbind(p)
@@ -160,6 +163,34 @@ func (r *room) unbind(p *peer) {
 	}
 	for _, req := range ended {
 		r.finish(req)
+	}
+}
+
+// sweep pings connections quiet for a ping interval, closes those silent
+// for two, and has a timer armed for each token that expires before the
+// next sweep.
+func (r *room) sweep(ctx actor.Context) {
+	now := r.sys.cfg.Now()
+	interval := int64(r.sys.cfg.PingInterval)
+	for c := range r.peers {
+		if c.reason.Load() != 0 {
+			continue
+		}
+		quiet := now.UnixNano() - c.lastRead.Load()
+		switch {
+		case quiet > 2*interval:
+			c.close(CloseLiveness)
+			continue
+		case quiet >= interval:
+			c.enqueue(ctx, &pongFrame{b: pingFrame})
+		}
+		r.checkExpiry(ctx, c, now)
+	}
+}
+
+func (r *room) checkExpiry(ctx actor.Context, c *conn, now time.Time) {
+	if !c.expires.IsZero() && c.expires.Sub(now) <= r.sys.sweepEvery() {
+		ctx.Send(c.pid, armExpiry{})
 	}
 }
 
@@ -274,7 +305,14 @@ func (r *room) peerPullResponse(ctx actor.Context, p *peer, m *inbound) {
 		r.sendError(ctx, p, errUnknownRequest)
 		return
 	}
-	r.deliver(ctx, req.from, m)
+	if req.from.c.reason.Load() != 0 || !r.deliver(ctx, req.from, m) {
+		// The requester is leaving: nobody will read the response.
+		r.finish(req)
+		r.dropSlow()
+		r.sys.metrics.droppedUnknown.Inc()
+		r.sendError(ctx, p, errUnknownRequest)
+		return
+	}
 	if !m.hasMore {
 		if i := slices.Index(req.targets, p); i >= 0 {
 			req.targets = slices.Delete(req.targets, i, i+1)

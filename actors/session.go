@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"bytes"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -24,16 +23,17 @@ var (
 // the socket's reader, one at a time, never concurrently.
 type Session struct {
 	c       *conn
-	limiter *rate.Limiter
-	msg     protocol.Message
-	// The identity bound by the first valid message; set once.
-	bound     bool
-	clientID  []byte
-	sessionID []byte
+	bound   *identity // set by the first valid message
+	limiter rate.Limiter
 }
 
 func newSession(c *conn) *Session {
-	return &Session{c: c, limiter: rate.NewLimiter(rate.Limit(c.sys.cfg.Rate), c.sys.cfg.RateBurst)}
+	s := &Session{c: c}
+	// Held by value to spare an allocation per connection. Configured as
+	// of the zero time, so the bucket is full at the first message.
+	s.limiter.SetBurstAt(time.Time{}, c.sys.cfg.RateBurst)
+	s.limiter.SetLimitAt(time.Time{}, rate.Limit(c.sys.cfg.Rate))
+	return s
 }
 
 // identity is a bound (clientId, sessionId) pair.
@@ -83,7 +83,10 @@ func (s *Session) Text(buf []byte, now time.Time) {
 		s.answer(errRateLimited)
 		return
 	}
-	m := &s.msg
+	// A local Message: one kept in the session would hold the last
+	// frame's buffer alive for as long as the connection stays idle.
+	var msg protocol.Message
+	m := &msg
 	err := sys.decoder.Decode(buf[FrameHeaderRoom:], m)
 	sys.metrics.in[m.Type].Inc()
 	sys.metrics.inBytes[m.Type].Add(float64(len(buf) - FrameHeaderRoom))
@@ -97,14 +100,12 @@ func (s *Session) Text(buf []byte, now time.Time) {
 		return
 	}
 	in := &inbound{c: c, typ: m.Type, read: now}
-	if !s.bound {
-		s.bound = true
-		s.clientID = append([]byte(nil), m.ClientID...)
-		s.sessionID = append([]byte(nil), m.SessionID...)
+	if s.bound == nil {
 		id := &identity{clientID: string(m.ClientID), sessionID: string(m.SessionID)}
+		s.bound = id
 		c.ident.Store(id)
 		in.bindAs = id
-	} else if !bytes.Equal(m.ClientID, s.clientID) || !bytes.Equal(m.SessionID, s.sessionID) {
+	} else if string(m.ClientID) != s.bound.clientID || string(m.SessionID) != s.bound.sessionID {
 		sys.metrics.droppedMismatch.Inc()
 		s.answer(errClientMismatch)
 		return

@@ -104,7 +104,9 @@ type System struct {
 	root      *actor.RootContext
 	directory *actor.PID
 	roomOpts  []actor.PropsOption
-	connProps func(*conn) *actor.Props
+	connProps *actor.Props
+	stopSweep chan struct{}
+	swept     sync.WaitGroup
 	decoder   *protocol.Decoder
 	batches   sync.Pool // *batch
 	draining  atomic.Bool
@@ -140,10 +142,8 @@ func NewSystem(cfg Config) (*System, error) {
 		actor.WithDispatcher(actor.NewDefaultDispatcher(cfg.RoomThroughput))}
 	connDispatcher := actor.NewDefaultDispatcher(cfg.ConnThroughput)
 	connMailbox := mailbox() // its depth is the send queue, counted by the connection
-	s.connProps = func(c *conn) *actor.Props {
-		return actor.PropsFromProducer(func() actor.Actor { return &connActor{c: c, sys: s} },
-			actor.WithMailbox(connMailbox), actor.WithDispatcher(connDispatcher), actor.WithGuardian(stopOnFailure))
-	}
+	s.connProps = actor.PropsFromProducer(func() actor.Actor { return &connActor{sys: s} },
+		actor.WithMailbox(connMailbox), actor.WithDispatcher(connDispatcher), actor.WithGuardian(stopOnFailure))
 	state := &directoryState{rooms: make(map[string]*roomEntry)}
 	dirProps := actor.PropsFromProducer(func() actor.Actor { return &directory{sys: s, state: state} },
 		actor.WithSupervisor(stopOnFailure), actor.WithMailbox(mailbox(depthGauge{cfg.Metrics.DirMailbox})))
@@ -152,8 +152,31 @@ func NewSystem(cfg Config) (*System, error) {
 		return nil, err
 	}
 	s.directory = pid
+	s.stopSweep = make(chan struct{})
+	s.swept.Add(1)
+	go s.sweeper()
 	return s, nil
 }
+
+// sweeper asks every room, twice per ping interval, to ping its quiet
+// connections, close its silent ones and watch token expiry. One ticker for
+// the whole server instead of a timer per connection keeps idle
+// connections small.
+func (s *System) sweeper() {
+	defer s.swept.Done()
+	t := time.NewTicker(s.sweepEvery())
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopSweep:
+			return
+		case <-t.C:
+			s.root.Send(s.directory, sweep{})
+		}
+	}
+}
+
+func (s *System) sweepEvery() time.Duration { return s.cfg.PingInterval / 2 }
 
 func maxLevel(a, b zerolog.Level) zerolog.Level {
 	if a > b {
@@ -235,9 +258,10 @@ func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 	// before anything that might read it (the actor's own timer included).
 	name := "c" + strconv.FormatUint(c.id, 36)
 	c.pid = actor.NewPID(s.as.Address(), name)
-	if _, err := s.root.SpawnNamed(s.connProps(c), name); err != nil {
+	if _, err := s.root.SpawnNamed(s.connProps, name); err != nil {
 		s.log.Error().Err(err).Msg("cannot start connection actor") // only on a duplicate name
 	}
+	s.root.Send(c.pid, attach{c: c}) // nobody else knows the PID yet: this is its first message
 	s.root.Send(a.room, &join{c: c})
 	if s.draining.Load() {
 		// Drain may have been broadcast before this join reached the room.
@@ -278,6 +302,8 @@ func (s *System) Wait(ctx context.Context) error {
 
 // Shutdown stops the actor system. Connections still open are abandoned.
 func (s *System) Shutdown() {
+	close(s.stopSweep)
+	s.swept.Wait()
 	s.root.Stop(s.directory)
 	s.as.Shutdown()
 }

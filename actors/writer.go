@@ -30,13 +30,13 @@ type batch struct {
 // which is the connection's send queue; frames already waiting there are
 // written together in one system call.
 type connActor struct {
-	c         *conn
+	c         *conn // set by the first message, attach
 	sys       *System
 	b         *batch
-	timer     *time.Timer
-	closeSent bool // a close frame was written, or the socket is beyond writing
-	broken    bool // a write failed: the stream is no longer framed
-	readerOut bool // the reader has stopped
+	expiry    *time.Timer // armed only when the token expires within a sweep
+	closeSent bool        // a close frame was written, or the socket is beyond writing
+	broken    bool        // a write failed: the stream is no longer framed
+	readerOut bool        // the reader has stopped
 	stopping  bool
 }
 
@@ -53,14 +53,18 @@ func (a *connActor) Receive(ctx actor.Context) {
 			a.flush()
 		}
 		a.writeClose(ctx)
-	case livenessTic:
-		a.tick()
-	case *actor.Started:
-		self, root := ctx.Self(), a.sys.root
-		a.timer = time.AfterFunc(a.nextTick(a.sys.cfg.Now()), func() { root.Send(self, livenessTic{}) })
+	case armExpiry:
+		if a.expiry == nil && a.c.reason.Load() == 0 {
+			c := a.c
+			a.expiry = time.AfterFunc(max(c.expires.Sub(a.sys.cfg.Now()), 0), func() { c.close(CloseTokenExpired) })
+		}
+	case attach:
+		a.c = m.c
 		a.sys.log.Info().Uint64("conn", a.c.id).Str("user", a.c.user).Str("remote", a.c.remote).Msg("connection opened")
 	case *actor.Stopping:
-		a.stop(ctx)
+		if a.c != nil {
+			a.stop(ctx)
+		}
 	}
 }
 
@@ -190,38 +194,6 @@ func echoCode(peer uint16) uint16 {
 	return peer
 }
 
-func (a *connActor) nextTick(now time.Time) time.Duration {
-	d := a.sys.cfg.PingInterval
-	if exp := a.c.expires; !exp.IsZero() {
-		if left := exp.Sub(now); left < d {
-			d = max(left, 0)
-		}
-	}
-	return d
-}
-
-// tick checks the token expiry and liveness, and pings.
-func (a *connActor) tick() {
-	c := a.c
-	if c.reason.Load() != 0 {
-		return
-	}
-	now := a.sys.cfg.Now()
-	switch {
-	case !c.expires.IsZero() && !now.Before(c.expires):
-		c.close(CloseTokenExpired)
-		return
-	case now.UnixNano()-c.lastRead.Load() > int64(2*a.sys.cfg.PingInterval):
-		c.close(CloseLiveness)
-		return
-	}
-	if now.UnixNano()-c.lastRead.Load() >= int64(a.sys.cfg.PingInterval)/2 {
-		// Count the ping like any queued frame so the batch logic holds.
-		c.enqueue(a.sys.root, &pongFrame{b: pingFrame})
-	}
-	a.timer.Reset(a.nextTick(now))
-}
-
 var pingFrame = []byte{0x89, 0x00}
 
 func relayKind(t protocol.Type) int {
@@ -236,8 +208,8 @@ func relayKind(t protocol.Type) int {
 
 func (a *connActor) stop(ctx actor.Context) {
 	c := a.c
-	if a.timer != nil {
-		a.timer.Stop()
+	if a.expiry != nil {
+		a.expiry.Stop()
 	}
 	if a.b != nil {
 		a.flush()

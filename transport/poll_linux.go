@@ -36,7 +36,7 @@ type poller struct {
 	wg    sync.WaitGroup
 }
 
-// pconn is one connection in the poller. parser and draining are owned by
+// pconn is one connection in the poller. parser and draining belong to
 // whichever worker holds the one-shot event.
 type pconn struct {
 	// mu is never contended (a one-shot registration hands the connection
@@ -44,22 +44,55 @@ type pconn struct {
 	// a happens-before edge to the previous one, which epoll itself does
 	// not give in Go's memory model.
 	mu       sync.Mutex
-	p        *poller
+	draining bool
+	done     atomic.Bool
 	id       uint64
+	p        *poller
 	c        net.Conn
 	rc       syscall.RawConn
 	sess     *actors.Session
 	parser   frameParser
-	draining bool
-	done     atomic.Bool
-	// Bound once so that reads and re-arming do not allocate closures.
-	readFn  func(fd uintptr) bool
-	armFn   func(fd uintptr)
-	armOp   int
-	buf     []byte
-	n       int
-	readErr error
-	armErr  error
+}
+
+// worker reads ready connections. Its callbacks for the raw descriptor are
+// bound once, so reading and re-arming allocate nothing per connection.
+type worker struct {
+	p      *poller
+	buf    []byte
+	n      int
+	err    error
+	readFn func(fd uintptr) bool
+	arm    armer
+}
+
+// armer registers or re-arms one connection in epoll.
+type armer struct {
+	epfd int
+	op   int
+	id   uint64
+	err  error
+	fn   func(fd uintptr)
+}
+
+func (a *armer) call(fd uintptr) {
+	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(uint32(a.id)), Pad: int32(uint32(a.id >> 32))}
+	a.err = unix.EpollCtl(a.epfd, a.op, int(fd), &ev)
+}
+
+// ctl runs under the runtime's reference on the descriptor, so a
+// descriptor closed and reused by another connection is never touched.
+func (a *armer) ctl(pc *pconn, op int) error {
+	a.op, a.id = op, pc.id
+	if err := pc.rc.Control(a.fn); err != nil {
+		return err
+	}
+	return a.err
+}
+
+func newArmer(epfd int) *armer {
+	a := &armer{epfd: epfd}
+	a.fn = a.call
+	return a
 }
 
 func newPoller() (*poller, error) {
@@ -101,8 +134,6 @@ func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMess
 		return fmt.Errorf("raw connection: %w", err)
 	}
 	pc := &pconn{p: p, c: c, rc: rc, sess: sess, parser: frameParser{sess: sess, max: maxMessage}}
-	pc.readFn = pc.read
-	pc.armFn = pc.arm
 	p.mu.Lock()
 	pc.id = p.next
 	p.next++
@@ -114,7 +145,7 @@ func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMess
 	if len(pending) > 0 && pc.parser.feed(pending, time.Now()) {
 		pc.draining = true
 	}
-	if err := pc.ctl(unix.EPOLL_CTL_ADD); err != nil {
+	if err := newArmer(p.epfd).ctl(pc, unix.EPOLL_CTL_ADD); err != nil {
 		pc.finish()
 		return err
 	}
@@ -151,9 +182,11 @@ func (p *poller) wait() {
 
 func (p *poller) worker() {
 	defer p.wg.Done()
-	buf := make([]byte, pollReadBuffer)
+	w := &worker{p: p, buf: make([]byte, pollReadBuffer), arm: armer{epfd: p.epfd}}
+	w.readFn = w.read
+	w.arm.fn = w.arm.call
 	for pc := range p.work {
-		pc.serve(buf)
+		w.serve(pc)
 	}
 }
 
@@ -168,7 +201,7 @@ func (p *poller) close() {
 }
 
 // serve reads what the socket holds, feeds it to the parser, and re-arms.
-func (pc *pconn) serve(buf []byte) {
+func (w *worker) serve(pc *pconn) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if pc.done.Load() {
@@ -176,15 +209,13 @@ func (pc *pconn) serve(buf []byte) {
 	}
 	now := time.Now()
 	for {
-		pc.buf = buf
-		err := pc.rc.Read(pc.readFn)
-		n, rerr := pc.n, pc.readErr
-		pc.buf = nil
+		err := pc.rc.Read(w.readFn)
+		n, rerr := w.n, w.err
 		if err != nil {
 			pc.finish() // closed, or past the deadline the writer set while closing
 			return
 		}
-		if n > 0 && !pc.draining && pc.parser.feed(buf[:n], now) {
+		if n > 0 && !pc.draining && pc.parser.feed(w.buf[:n], now) {
 			pc.draining = true
 		}
 		switch {
@@ -192,38 +223,22 @@ func (pc *pconn) serve(buf []byte) {
 		case rerr != nil || n == 0:
 			pc.finish() // the peer closed or the connection failed
 			return
-		case n == len(buf):
+		case n == len(w.buf):
 			continue // there may be more right now
 		}
 		break
 	}
-	if err := pc.ctl(unix.EPOLL_CTL_MOD); err != nil {
+	if err := w.arm.ctl(pc, unix.EPOLL_CTL_MOD); err != nil {
 		pc.finish()
 	}
 }
 
-func (pc *pconn) read(fd uintptr) bool {
-	pc.n, pc.readErr = unix.Read(int(fd), pc.buf)
-	if pc.n < 0 {
-		pc.n = 0
+func (w *worker) read(fd uintptr) bool {
+	w.n, w.err = unix.Read(int(fd), w.buf)
+	if w.n < 0 {
+		w.n = 0
 	}
 	return true // never park: readiness comes from epoll
-}
-
-// ctl registers or re-arms the connection. It runs under the runtime's
-// reference on the descriptor, so a descriptor closed and reused by another
-// connection is never touched.
-func (pc *pconn) ctl(op int) error {
-	pc.armOp = op
-	if err := pc.rc.Control(pc.armFn); err != nil {
-		return err
-	}
-	return pc.armErr
-}
-
-func (pc *pconn) arm(fd uintptr) {
-	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(uint32(pc.id)), Pad: int32(uint32(pc.id >> 32))}
-	pc.armErr = unix.EpollCtl(pc.p.epfd, pc.armOp, int(fd), &ev)
 }
 
 // expire ends a lingering close whose peer neither answered nor closed.
