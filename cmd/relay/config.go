@@ -47,6 +47,7 @@ type options struct {
 	connThroughput    int
 	mailbox           string
 	reader            string
+	pprofAddr         string
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -82,6 +83,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.roomThroughput, "room-throughput", 300, "messages a room actor handles before yielding its goroutine")
 	fs.IntVar(&o.connThroughput, "conn-throughput", 300, "messages a connection actor handles before yielding its goroutine")
 	fs.StringVar(&o.mailbox, "mailbox", "ring", "actor mailbox: ring (unbounded ring buffer) or lockfree (unbounded linked queue)")
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (default: off; never expose it publicly)")
 	fs.StringVar(&o.reader, "reader", transport.DefaultReader, "socket reader: epoll (Linux: no goroutine per idle connection) or goroutine (one per connection)")
 	return fs
 }

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -140,6 +142,14 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 		printDevHelp(stdout, secret, ln.Addr().String())
 	}
 	go reloadOnHangup(ctx, verifier, log)
+	if o.pprofAddr != "" {
+		stopProfiles, err := serveProfiles(o.pprofAddr, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "relay: --pprof-addr: %v\n", err)
+			return exitUsage
+		}
+		defer stopProfiles()
+	}
 	if err := srv.Serve(ctx, ln); err != nil {
 		log.Error().Err(err).Msg("server stopped")
 		return exitFailed
@@ -236,4 +246,23 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, tok)
 	return exitOK
+}
+
+// serveProfiles serves net/http/pprof on its own listener, apart from the
+// public surface, for an operator who needs CPU or heap profiles.
+func serveProfiles(addr string, log zerolog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info().Str("addr", ln.Addr().String()).Msg("serving profiles")
+	return func() { _ = srv.Close() }, nil
 }
