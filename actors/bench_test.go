@@ -32,6 +32,7 @@ func (s *countingSocket) WriteFrames(f [][]byte) error {
 }
 func (s *countingSocket) WriteClose(uint16, string) error { return nil }
 func (s *countingSocket) Close() error                    { return nil }
+func (s *countingSocket) RemoteAddr() string              { return "bench" }
 
 func newBenchSystem(b *testing.B) *System {
 	sys, err := NewSystem(Config{Logger: zerolog.New(io.Discard), Metrics: NewMetrics(prometheus.NewRegistry()),

@@ -19,6 +19,9 @@ type Socket interface {
 	WriteClose(code uint16, reason string) error
 	// Close releases the socket. It unblocks the reader.
 	Close() error
+	// RemoteAddr is the peer's address, for logs. Asked for rather than kept,
+	// so that an idle connection holds no copy of it.
+	RemoteAddr() string
 }
 
 // conn is one connection as the room, the reader and the actor see it.
@@ -30,7 +33,6 @@ type conn struct {
 	pid     *actor.PID // set before the actor can receive anything addressed by others
 	sock    Socket
 	sys     *System
-	remote  string
 	expires time.Time
 	opened  time.Time
 

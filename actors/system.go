@@ -17,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -232,9 +231,8 @@ func (a *Admission) Cancel() {
 	a.sys.conns.Done()
 }
 
-// ConnInfo describes an accepted socket, for logs and timers.
+// ConnInfo describes an accepted socket.
 type ConnInfo struct {
-	Remote  string
 	Expires time.Time // token expiry; zero means none
 }
 
@@ -248,19 +246,14 @@ func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 		room:    a.room,
 		sock:    sock,
 		sys:     s,
-		remote:  info.Remote,
 		expires: info.Expires,
 		opened:  s.cfg.Now(),
 	}
 	c.lastRead.Store(c.opened.UnixNano())
 	s.metrics.Connections.Inc()
-	// The PID is made before the actor exists so that c.pid is written
-	// before anything that might read it (the actor's own timer included).
-	name := "c" + strconv.FormatUint(c.id, 36)
-	c.pid = actor.NewPID(s.as.Address(), name)
-	if _, err := s.root.SpawnNamed(s.connProps, name); err != nil {
-		s.log.Error().Err(err).Msg("cannot start connection actor") // only on a duplicate name
-	}
+	// Others read c.pid only after a message sent below (attach, join),
+	// which orders their reads after this write.
+	c.pid = s.root.Spawn(s.connProps)
 	s.root.Send(c.pid, attach{c: c}) // nobody else knows the PID yet: this is its first message
 	s.root.Send(a.room, &join{c: c})
 	if s.draining.Load() {

@@ -60,7 +60,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 		}
 	case attach:
 		a.c = m.c
-		a.sys.log.Info().Uint64("conn", a.c.id).Str("user", a.c.user).Str("remote", a.c.remote).Msg("connection opened")
+		a.sys.log.Info().Uint64("conn", a.c.id).Str("user", a.c.user).Str("remote", a.c.sock.RemoteAddr()).Msg("connection opened")
 	case *actor.Stopping:
 		if a.c != nil {
 			a.stop(ctx)
@@ -230,7 +230,7 @@ func (a *connActor) stop(ctx actor.Context) {
 	}
 	a.sys.metrics.closed(r, code)
 	a.sys.metrics.Connections.Dec()
-	ev := a.sys.log.Info().Uint64("conn", c.id).Str("user", c.user).Str("remote", c.remote)
+	ev := a.sys.log.Info().Uint64("conn", c.id).Str("user", c.user).Str("remote", c.sock.RemoteAddr())
 	if id := c.ident.Load(); id != nil {
 		ev = ev.Str("clientId", id.clientID).Str("sessionId", id.sessionID)
 	}

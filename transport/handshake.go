@@ -59,7 +59,7 @@ func (s *Server) handle(c net.Conn) {
 	br.Reset(nil)
 	s.readers.Put(br)
 	sock := &socket{c: c, writeTimeout: s.cfg.WriteTimeout, closeGrace: s.cfg.CloseGrace}
-	sess := s.sys.Open(adm, sock, actors.ConnInfo{Remote: c.RemoteAddr().String(), Expires: ident.Expires})
+	sess := s.sys.Open(adm, sock, actors.ConnInfo{Expires: ident.Expires})
 	if s.poller == nil {
 		readLoop(c, pending, sess, s.cfg.MaxMessageBytes)
 		return

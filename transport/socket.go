@@ -64,3 +64,5 @@ func (s *socket) Close() error {
 	}
 	return err
 }
+
+func (s *socket) RemoteAddr() string { return s.c.RemoteAddr().String() }
