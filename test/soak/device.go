@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -121,9 +122,12 @@ func (d *device) open(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, d.w.spec.ConnectTimeout)
 	defer cancel()
 	dialer := ws.Dialer{Timeout: d.w.spec.ConnectTimeout, ReadBufferSize: 1024, WriteBufferSize: 1024}
-	conn, br, _, err := dialer.Dial(ctx, d.w.spec.URL+"?token="+url.QueryEscape(d.u.spec.Token))
+	token := url.QueryEscape(d.u.spec.Token)
+	conn, br, _, err := dialer.Dial(ctx, d.w.spec.URL+"?token="+token)
 	if err != nil {
-		d.w.connectFailed(classifyDialError(err), fmt.Errorf("dial %s/%s: %w", d.u.spec.ID, d.id.clientID, err))
+		// Tokens are never shown, even inside an error that quotes the URL.
+		msg := strings.ReplaceAll(err.Error(), token, "<token>")
+		d.w.connectFailed(classifyDialError(err), fmt.Errorf("dial %s/%s: %s", d.u.spec.ID, d.id.clientID, msg))
 		return
 	}
 	d.conn = conn
@@ -142,7 +146,9 @@ func (d *device) open(ctx context.Context) {
 	err = d.writeText(func(b []byte) []byte { return d.id.appendPull(b, time.Now().UnixMilli()) })
 	d.mu.Unlock()
 	if err != nil {
+		d.severed.Store(true)
 		d.w.connectFailed("bind_write", fmt.Errorf("bind %s/%s: %w", d.u.spec.ID, d.id.clientID, err))
+		_ = conn.Close()
 		return
 	}
 	select {
@@ -186,10 +192,14 @@ func (d *device) writeText(build func([]byte) []byte) error {
 
 // writeFrame writes a complete frame. The caller holds d.mu.
 func (d *device) writeFrame(frame []byte) error {
+	return d.writeFrameBy(frame, time.Now().Add(writeTimeout))
+}
+
+func (d *device) writeFrameBy(frame []byte, deadline time.Time) error {
 	if d.dead {
 		return errors.New("connection given up after a failed write")
 	}
-	_ = d.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = d.conn.SetWriteDeadline(deadline)
 	if _, err := d.conn.Write(frame); err != nil {
 		d.dead = true
 		if !d.closing.Load() {
@@ -261,16 +271,21 @@ func (d *device) sendPeerPull() {
 }
 
 // closeByTool starts the closing handshake; the reader ends when the relay
-// answers or the read deadline passes.
-func (d *device) closeByTool(wait time.Duration) {
+// answers or the deadline passes. One deadline serves every connection, so
+// that closing thousands of them against a stuck relay stays bounded.
+func (d *device) closeByTool(deadline time.Time) {
 	if d.conn == nil {
 		return
 	}
 	d.closing.Store(true)
+	fb := d.w.getFrame()
+	fb.reset()
+	fb.b = append(fb.b, ws.NewCloseFrameBody(ws.StatusNormalClosure, "")...)
 	d.mu.Lock()
-	_ = d.writeControl(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
+	_ = d.writeFrameBy(fb.finish(ws.OpClose, newMask()), deadline)
 	d.mu.Unlock()
-	_ = d.conn.SetReadDeadline(time.Now().Add(wait))
+	d.w.putFrame(fb)
+	_ = d.conn.SetReadDeadline(deadline)
 }
 
 // readLoop reads frames until the connection ends. It is the only reader of

@@ -82,10 +82,12 @@ func TestSoakCatchesInjectedLoss(t *testing.T) {
 	}
 	t.Parallel()
 	relay := buildRelay(t, "relay_lossinject")
-	// Two users with four devices each at 1,000 pushes/s: each user's room
-	// relays about 1,500 pushes in 3 s, so each drops one, to 3 peers.
+	// The relay counts relayed pushes per user, so each user must send more
+	// than 1,000: two users with six devices each at 1,500 pushes/s relay
+	// about 2,250 each in 3 s (125/s per device, under the rate limit), so
+	// each drops at least one push, to 5 peers, with room for a slow machine.
 	args := []string{
-		"--spawn-relay", relay, "--users", "2", "--devices", "4", "--rate", "1000",
+		"--spawn-relay", relay, "--users", "2", "--devices", "6", "--rate", "1500",
 		"--duration", "3s", "--drain", "1s", "--json", "--progress", "-1s",
 	}
 	var stdout, stderr bytes.Buffer

@@ -243,9 +243,10 @@ func sendLoop(ctx context.Context, devs []*device, pushRate, pullRate float64, s
 	t := time.NewTicker(period)
 	defer t.Stop()
 	// A stall (a blocked write, a descheduled process) must not turn into a
-	// burst that trips the relay's per-connection rate limit: at most one
-	// round of the devices is caught up; the rest shows as a lower rate.
-	backlog := int64(len(devs))
+	// burst that trips the relay's per-connection rate limit (burst 400 by
+	// default): at most a quarter second of sends, or one round of the
+	// devices, is caught up; the rest shows as a lower achieved rate.
+	backlog := max(int64(len(devs)), int64((pushRate+pullRate)/4))
 	var pushes, pulls int64
 	pi, qi := 0, 0
 	for {
@@ -298,9 +299,10 @@ func (w *worker) drain() {
 
 // closeAll closes every connection with 1000 and waits for the readers.
 func (w *worker) closeAll() {
+	deadline := time.Now().Add(closeWait)
 	for _, d := range w.devices {
 		if d.conn != nil && !d.isClosed.Load() {
-			d.closeByTool(closeWait)
+			d.closeByTool(deadline)
 		}
 	}
 	done := make(chan struct{})
