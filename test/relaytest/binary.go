@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,13 +33,13 @@ var build struct {
 
 // Binary builds the relay command once per test process and returns the
 // path of the executable. Each test process builds into a directory of its
-// own, so concurrent runs never execute each other's build; directories left
-// by runs more than a day old are removed.
+// own, named after its pid, so concurrent runs never execute each other's
+// build; directories of processes that have ended are removed.
 func Binary(t testing.TB) string {
 	t.Helper()
 	build.once.Do(func() {
 		removeStaleBuilds()
-		dir, err := os.MkdirTemp("", binDirPrefix)
+		dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", binDirPrefix, os.Getpid()))
 		if err != nil {
 			build.err = err
 			return
@@ -57,13 +58,33 @@ func Binary(t testing.TB) string {
 	return build.path
 }
 
+// removeStaleBuilds removes the build directories of test processes that
+// are no longer running (and any older than a day whose owner is unknown).
 func removeStaleBuilds() {
 	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), binDirPrefix+"*"))
 	for _, m := range matches {
+		name := strings.TrimPrefix(filepath.Base(m), binDirPrefix)
+		pidText, _, _ := strings.Cut(name, "-")
+		if pid, err := strconv.Atoi(pidText); err == nil {
+			if pid != os.Getpid() && !running(pid) {
+				_ = os.RemoveAll(m)
+			}
+			continue
+		}
 		if fi, err := os.Stat(m); err == nil && time.Since(fi.ModTime()) > 24*time.Hour {
 			_ = os.RemoveAll(m)
 		}
 	}
+}
+
+// running reports whether a process with this pid exists.
+func running(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	err = p.Signal(syscall.Signal(0))
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // CleanEnv is the test process's environment without any RELAY_ variable,
@@ -215,11 +236,16 @@ func (p *Process) Server(addr string) *Server {
 }
 
 // StartBinary runs the relay binary on 127.0.0.1:0 with args and env (see
-// CleanEnv) and waits until it listens. The process is stopped with SIGTERM
+// CleanEnv) and waits until it listens. RELAYTEST_READER, when set, chooses
+// its socket reader as it does for Start. The process is stopped with SIGTERM
 // when the test ends, and must then exit 0.
 func StartBinary(t testing.TB, env []string, args ...string) (*Server, *Process) {
 	t.Helper()
-	p := Exec(t, env, append([]string{"--addr", "127.0.0.1:0"}, args...)...)
+	base := []string{"--addr", "127.0.0.1:0"}
+	if r := os.Getenv("RELAYTEST_READER"); r != "" {
+		base = append(base, "--reader", r)
+	}
+	p := Exec(t, env, append(base, args...)...)
 	s := p.Server(p.Listening())
 	t.Cleanup(func() { s.Stop(t) })
 	return s, p
