@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -18,114 +19,109 @@ import (
 )
 
 const (
-	pollReadBuffer = 64 << 10 // one per worker, not per connection
-	pollEvents     = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+	pollReadBuffer = 64 << 10 // one per reactor, not per connection
+	// Edge-triggered: an event comes when new bytes arrive, so a read that
+	// returns less than the buffer has drained the socket and nothing has
+	// to be re-armed after a read.
+	pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
 )
 
 // poller reads every upgraded connection without a goroutine per
-// connection: one goroutine waits in epoll_wait, and a fixed pool of
-// workers reads whichever sockets are ready. Registrations are one-shot and
-// re-armed after each read, so a connection is read by one worker at a time.
+// connection. It runs one reactor per processor: a goroutine with an epoll
+// instance of its own, which reads the ready sockets itself, so a frame
+// goes from the kernel to the room without a hand-off between goroutines.
+// The epoll descriptor is itself registered with Go's network poller, so a
+// reactor with nothing to do is parked by the runtime like any network
+// goroutine instead of blocking a thread in epoll_wait. A connection
+// belongs to one reactor for its whole life, which makes that reactor its
+// only reader.
 type poller struct {
-	epfd  int
-	wake  int // eventfd that ends epoll_wait on close
-	work  chan *pconn
-	mu    sync.Mutex
-	conns map[uint64]*pconn
-	next  uint64
-	wg    sync.WaitGroup
+	reactors []*reactor
+	next     atomic.Uint64 // connection ids; also spreads them over reactors
+	wg       sync.WaitGroup
 }
 
-// pconn is one connection in the poller. parser and draining belong to
-// whichever worker holds the one-shot event.
+type reactor struct {
+	epfd  int
+	file  *os.File        // epfd, as Go's poller knows it
+	ep    syscall.RawConn // waits on file
+	mu    sync.Mutex
+	conns map[uint64]*pconn
+	buf   []byte
+	// Callbacks for the raw descriptors, bound once, and their results.
+	readFn func(fd uintptr) bool
+	n      int
+	err    error
+	waitFn func(fd uintptr) bool
+	events []unix.EpollEvent
+	ready  int
+	wErr   error
+}
+
+// pconn is one connection in the poller. Apart from done, its fields are
+// the reactor's, or the handshake goroutine's before registration.
 type pconn struct {
-	// mu is never contended (a one-shot registration hands the connection
-	// to one worker at a time); holding it across serve gives each worker
-	// a happens-before edge to the previous one, which epoll itself does
-	// not give in Go's memory model.
-	mu       sync.Mutex
-	draining bool
 	done     atomic.Bool
+	hup      bool // the peer shut its side: read on to the end
+	draining bool
 	id       uint64
-	p        *poller
+	r        *reactor
 	c        net.Conn
 	rc       syscall.RawConn
 	sess     *actors.Session
 	parser   frameParser
 }
 
-// worker reads ready connections. Its callbacks for the raw descriptor are
-// bound once, so reading and re-arming allocate nothing per connection.
-type worker struct {
-	p      *poller
-	buf    []byte
-	n      int
-	err    error
-	readFn func(fd uintptr) bool
-	arm    armer
-}
-
-// armer registers or re-arms one connection in epoll.
-type armer struct {
-	epfd int
-	op   int
-	id   uint64
-	err  error
-	fn   func(fd uintptr)
-}
-
-func (a *armer) call(fd uintptr) {
-	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(uint32(a.id)), Pad: int32(uint32(a.id >> 32))}
-	a.err = unix.EpollCtl(a.epfd, a.op, int(fd), &ev)
-}
-
-// ctl runs under the runtime's reference on the descriptor, so a
-// descriptor closed and reused by another connection is never touched.
-func (a *armer) ctl(pc *pconn, op int) error {
-	a.op, a.id = op, pc.id
-	if err := pc.rc.Control(a.fn); err != nil {
-		return err
-	}
-	return a.err
-}
-
-func newArmer(epfd int) *armer {
-	a := &armer{epfd: epfd}
-	a.fn = a.call
-	return a
-}
-
 func newPoller() (*poller, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
-	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("eventfd: %w", err)
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: -1, Pad: -1} // an id no connection gets
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
-		unix.Close(epfd)
-		unix.Close(wake)
-		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
-	}
-	p := &poller{epfd: epfd, wake: wake, work: make(chan *pconn, 1024), conns: make(map[uint64]*pconn), next: 1}
-	workers := max(4, 2*runtime.GOMAXPROCS(0))
-	p.wg.Add(1 + workers)
-	go p.wait()
-	for range workers {
-		go p.worker()
+	p := &poller{}
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		r, err := newReactor()
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.reactors = append(p.reactors, r)
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			r.loop()
+		}()
 	}
 	return p, nil
 }
 
+func newReactor() (*reactor, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("epoll non-blocking: %w", err)
+	}
+	r := &reactor{epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"), conns: make(map[uint64]*pconn),
+		buf: make([]byte, pollReadBuffer), events: make([]unix.EpollEvent, 256)}
+	if r.ep, err = r.file.SyscallConn(); err != nil {
+		r.file.Close()
+		return nil, fmt.Errorf("epoll raw descriptor: %w", err)
+	}
+	r.readFn = r.read
+	r.waitFn = r.wait
+	return r, nil
+}
+
+func setID(ev *unix.EpollEvent, id uint64) {
+	ev.Fd, ev.Pad = int32(uint32(id)), int32(uint32(id>>32))
+}
+
+func eventID(ev *unix.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+}
+
 // add hands an upgraded connection to the poller. pending holds bytes read
-// during the handshake. After add, the poller owns reading c.
+// during the handshake. After add, the poller owns reading the socket.
 func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMessage int) error {
-	c := sock.c
-	sc, ok := c.(syscall.Conn)
+	sc, ok := sock.c.(syscall.Conn)
 	if !ok {
 		return errors.New("connection has no file descriptor")
 	}
@@ -133,112 +129,113 @@ func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMess
 	if err != nil {
 		return fmt.Errorf("raw connection: %w", err)
 	}
-	pc := &pconn{p: p, c: c, rc: rc, sess: sess, parser: frameParser{sess: sess, max: maxMessage}}
-	p.mu.Lock()
-	pc.id = p.next
-	p.next++
-	p.conns[pc.id] = pc
-	p.mu.Unlock()
-	sock.reader.Store(pc)
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
+	id := p.next.Add(1)
+	r := p.reactors[id%uint64(len(p.reactors))]
+	pc := &pconn{id: id, r: r, c: sock.c, rc: rc, sess: sess, parser: frameParser{sess: sess, max: maxMessage}}
 	if len(pending) > 0 && pc.parser.feed(pending, time.Now()) {
 		pc.draining = true
 	}
-	if err := newArmer(p.epfd).ctl(pc, unix.EPOLL_CTL_ADD); err != nil {
+	r.mu.Lock()
+	r.conns[id] = pc
+	r.mu.Unlock()
+	sock.reader.Store(pc)
+	// Registering an edge-triggered descriptor that is already readable
+	// reports it at once, so bytes that came before this are not missed.
+	// Control runs under the runtime's reference on the descriptor, so one
+	// closed meanwhile (and perhaps reused) is never touched.
+	var ctlErr error
+	err = rc.Control(func(fd uintptr) {
+		ev := unix.EpollEvent{Events: pollEvents}
+		setID(&ev, id)
+		ctlErr = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	})
+	if err == nil {
+		err = ctlErr
+	}
+	if err != nil {
 		pc.finish()
-		return err
+		return fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return nil
 }
 
-func (p *poller) wait() {
-	defer p.wg.Done()
-	events := make([]unix.EpollEvent, 256)
+func (r *reactor) loop() {
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
+		if err := r.ep.Read(r.waitFn); err != nil {
+			return // closed
+		}
+		for i := range r.ready {
+			ev := &r.events[i]
+			id := eventID(ev)
+			r.mu.Lock()
+			pc := r.conns[id]
+			r.mu.Unlock()
+			if pc == nil {
 				continue
 			}
-			return
-		}
-		for i := range n {
-			ev := &events[i]
-			if ev.Fd == -1 && ev.Pad == -1 {
-				close(p.work)
-				return
+			if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				pc.hup = true
 			}
-			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-			p.mu.Lock()
-			pc := p.conns[id]
-			p.mu.Unlock()
-			if pc != nil {
-				p.work <- pc
-			}
+			r.drain(pc)
 		}
 	}
 }
 
-func (p *poller) worker() {
-	defer p.wg.Done()
-	w := &worker{p: p, buf: make([]byte, pollReadBuffer), arm: armer{epfd: p.epfd}}
-	w.readFn = w.read
-	w.arm.fn = w.arm.call
-	for pc := range p.work {
-		w.serve(pc)
+// wait collects ready events without blocking; when there are none, the
+// runtime parks the reactor until the epoll descriptor becomes readable.
+func (r *reactor) wait(fd uintptr) bool {
+	r.ready, r.wErr = unix.EpollWait(int(fd), r.events, 0)
+	if r.wErr != nil || r.ready < 0 {
+		r.ready = 0
 	}
+	return r.ready > 0
 }
 
-// close stops the poller's goroutines. Connections still registered are
-// not touched: their sockets are closed by their owners.
-func (p *poller) close() {
-	var one = [8]byte{1}
-	_, _ = unix.Write(p.wake, one[:])
-	p.wg.Wait()
-	unix.Close(p.wake)
-	unix.Close(p.epfd)
-}
-
-// serve reads what the socket holds, feeds it to the parser, and re-arms.
-func (w *worker) serve(pc *pconn) {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
+// drain reads until a short read, which with edge triggering means the
+// socket holds no more bytes for now. The end of the stream raises no new
+// edge once reported, so after a hang-up it reads on until it sees it.
+func (r *reactor) drain(pc *pconn) {
 	if pc.done.Load() {
 		return
 	}
 	now := time.Now()
 	for {
-		err := pc.rc.Read(w.readFn)
-		n, rerr := w.n, w.err
+		err := pc.rc.Read(r.readFn)
+		n, rerr := r.n, r.err
 		if err != nil {
 			pc.finish() // closed, or past the deadline the writer set while closing
 			return
 		}
-		if n > 0 && !pc.draining && pc.parser.feed(w.buf[:n], now) {
+		if n > 0 && !pc.draining && pc.parser.feed(r.buf[:n], now) {
 			pc.draining = true
 		}
 		switch {
 		case errors.Is(rerr, unix.EAGAIN):
+			return
 		case rerr != nil || n == 0:
 			pc.finish() // the peer closed or the connection failed
 			return
-		case n == len(w.buf):
-			continue // there may be more right now
+		case n < len(r.buf) && !pc.hup:
+			return
 		}
-		break
-	}
-	if err := w.arm.ctl(pc, unix.EPOLL_CTL_MOD); err != nil {
-		pc.finish()
 	}
 }
 
-func (w *worker) read(fd uintptr) bool {
-	w.n, w.err = unix.Read(int(fd), w.buf)
-	if w.n < 0 {
-		w.n = 0
+func (r *reactor) read(fd uintptr) bool {
+	r.n, r.err = unix.Read(int(fd), r.buf)
+	if r.n < 0 {
+		r.n = 0
 	}
 	return true // never park: readiness comes from epoll
+}
+
+// close stops the reactors. Connections still registered are not touched:
+// their sockets are closed by their owners.
+func (p *poller) close() {
+	for _, r := range p.reactors {
+		_ = r.file.Close() // ends the reactor's wait
+	}
+	p.wg.Wait()
 }
 
 // expire ends a lingering close whose peer neither answered nor closed.
@@ -248,12 +245,13 @@ func (pc *pconn) expire() {
 }
 
 // finish ends reading once: the session learns the reader has stopped.
+// Closing the descriptor has removed it from epoll.
 func (pc *pconn) finish() {
 	if !pc.done.CompareAndSwap(false, true) {
 		return
 	}
-	pc.p.mu.Lock()
-	delete(pc.p.conns, pc.id)
-	pc.p.mu.Unlock()
+	pc.r.mu.Lock()
+	delete(pc.r.conns, pc.id)
+	pc.r.mu.Unlock()
 	pc.sess.Done()
 }
