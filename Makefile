@@ -70,6 +70,8 @@ SOAK_RATE        ?= 2000
 SOAK_PEER_PULL   ?= 10s
 SOAK_FLAGS       ?=
 SOAK_RELAY_FLAGS ?= --max-conns-per-user 64
+SOAK_RELAY_FLAGS_EXTRA ?=
+SOAK_CONNS_HOLD  ?= 150s
 
 .PHONY: soak
 soak: ## soak a fresh relay: SOAK_USERS x SOAK_DEVICES connections, SOAK_RATE pushes/s and peer pulls for SOAK_DURATION (default 60s)
@@ -78,6 +80,20 @@ soak: ## soak a fresh relay: SOAK_USERS x SOAK_DEVICES connections, SOAK_RATE pu
 	$(BIN)/soak --spawn-relay $(BIN)/relay --relay-flags "$(SOAK_RELAY_FLAGS)" --relay-log $(BIN)/soak-relay.log \
 		--users $(SOAK_USERS) --devices $(SOAK_DEVICES) --rate $(SOAK_RATE) --peer-pull-every $(SOAK_PEER_PULL) \
 		--duration $(SOAK_DURATION) --json $(SOAK_FLAGS)
+
+.PHONY: soak-conns
+soak-conns: ## hold 19,000 idle bound connections on one relay; prints RSS per connection (SOAK_CONNS_HOLD, default 150s)
+	$(GO) build -o $(BIN)/relay ./cmd/relay
+	$(GO) build -o $(BIN)/soak ./cmd/soak
+	$(BIN)/soak --spawn-relay $(BIN)/relay --relay-flags "--max-conns-per-user 64 $(SOAK_RELAY_FLAGS_EXTRA)" --relay-log $(BIN)/soak-relay.log \
+		--users 4750 --devices 4 --idle --duration $(SOAK_CONNS_HOLD) --json $(SOAK_FLAGS)
+
+.PHONY: soak-throughput
+soak-throughput: ## 4,000 users x 4 devices, 10,000 pushes/s of 150-byte events for SOAK_DURATION; prints latency and CPU per message
+	$(GO) build -o $(BIN)/relay ./cmd/relay
+	$(GO) build -o $(BIN)/soak ./cmd/soak
+	$(BIN)/soak --spawn-relay $(BIN)/relay --relay-flags "--max-conns-per-user 64 $(SOAK_RELAY_FLAGS_EXTRA)" --relay-log $(BIN)/soak-relay.log \
+		--users 4000 --devices 4 --rate 10000 --event-bytes 150 --duration $(SOAK_DURATION) --json $(SOAK_FLAGS)
 
 .PHONY: bench
 bench: ## run every benchmark with allocation counts

@@ -105,7 +105,7 @@ livestore_relay_connections 8000
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Goroutines != 8012 || s.RSS != 219283456 || s.CPUSeconds != 4.3 || s.has != hasRSS|hasGoroutines|hasCPU {
+	if s.Goroutines != 8012 || s.RSS != 219283456 || s.CPUSeconds != 4.3 || s.Conns != 8000 || s.has != hasRSS|hasGoroutines|hasCPU|hasConns {
 		t.Errorf("parsed %+v", s)
 	}
 	if _, err := parseMetrics(strings.NewReader("go_goroutines lots\n")); err == nil {

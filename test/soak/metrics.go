@@ -17,13 +17,15 @@ type serverSample struct {
 	RSS        float64
 	Goroutines float64
 	CPUSeconds float64
-	has        int // bit set of the fields found
+	Conns      float64 // livestore_relay_connections
+	has        int     // bit set of the fields found
 }
 
 const (
 	hasRSS = 1 << iota
 	hasGoroutines
 	hasCPU
+	hasConns
 )
 
 // parseMetrics picks three unlabelled series out of a Prometheus text
@@ -47,6 +49,8 @@ func parseMetrics(r io.Reader) (serverSample, error) {
 			dst, bit = &s.Goroutines, hasGoroutines
 		case "process_cpu_seconds_total":
 			dst, bit = &s.CPUSeconds, hasCPU
+		case "livestore_relay_connections":
+			dst, bit = &s.Conns, hasConns
 		default:
 			continue
 		}
@@ -73,6 +77,7 @@ type sampler struct {
 	mu              sync.Mutex
 	samples         int
 	first, last     serverSample
+	held            serverSample // the last sample with the most connections open
 	peakRSS, peakGo float64
 	failures        int
 }
@@ -107,6 +112,9 @@ func (s *sampler) sample(ctx context.Context) {
 	}
 	s.samples++
 	s.last = smp
+	if smp.Conns > 0 && smp.Conns >= s.held.Conns {
+		s.held = smp
+	}
 	s.peakRSS = max(s.peakRSS, smp.RSS)
 	s.peakGo = max(s.peakGo, smp.Goroutines)
 }
@@ -146,8 +154,11 @@ func (s *sampler) fill(r *Result) {
 	if s.first.has&hasRSS != 0 {
 		r.ServerPeakRSS = i64(s.peakRSS)
 		r.ServerStartRSS = i64(s.first.RSS)
-		if r.Connections > 0 {
-			r.ServerRSSPerConn = i64((s.peakRSS - s.first.RSS) / float64(r.Connections))
+		// Per connection: the RSS while the most connections were open (the
+		// end of an idle hold), over the RSS before any connected.
+		if s.held.Conns > 0 {
+			r.ServerHeldRSS = i64(s.held.RSS)
+			r.ServerRSSPerConn = i64((s.held.RSS - s.first.RSS) / s.held.Conns)
 		}
 	}
 	if s.first.has&hasGoroutines != 0 {

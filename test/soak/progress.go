@@ -134,11 +134,17 @@ func writeSummary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "  errors %s  closes %s  anomalies %s\n", pairs(r.Errors), pairs(r.Closes), pairs(r.Anomalies))
 	if r.ServerPeakRSS != nil {
 		fmt.Fprintf(w, "  relay        peak RSS %.1f MiB (start %.1f MiB)", float64(*r.ServerPeakRSS)/(1<<20), float64(deref64(r.ServerStartRSS))/(1<<20))
+		if r.ServerRSSPerConn != nil {
+			fmt.Fprintf(w, ", %d B RSS per connection with %.0f MiB held", *r.ServerRSSPerConn, float64(deref64(r.ServerHeldRSS))/(1<<20))
+		}
 		if r.ServerPeakGoroutines != nil {
 			fmt.Fprintf(w, ", peak goroutines %d", *r.ServerPeakGoroutines)
 		}
 		if r.ServerCPUSeconds != nil {
 			fmt.Fprintf(w, ", CPU %.1f s", *r.ServerCPUSeconds)
+		}
+		if r.ServerCPUPerDelivery != nil {
+			fmt.Fprintf(w, " (%.2f µs per delivered message)", *r.ServerCPUPerDelivery)
 		}
 		fmt.Fprintln(w)
 	}

@@ -170,6 +170,11 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Result, error) {
 	}
 	if smp != nil {
 		smp.fill(res)
+		if res.ServerCPUSeconds != nil && res.Deliveries > 0 {
+			// Handshakes are in it too; a longer run makes them count less.
+			per := *res.ServerCPUSeconds * 1e6 / float64(res.Deliveries)
+			res.ServerCPUPerDelivery = &per
+		}
 	}
 	res.ClientCPUSeconds += cpuSeconds() // this process; workers added their own
 	if relay != nil {

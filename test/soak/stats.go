@@ -261,8 +261,10 @@ type Result struct {
 	ServerPeakRSS        *int64   `json:"server_peak_rss_bytes,omitempty"`
 	ServerPeakGoroutines *int64   `json:"server_peak_goroutines,omitempty"`
 	ServerStartRSS       *int64   `json:"server_start_rss_bytes,omitempty"`
+	ServerHeldRSS        *int64   `json:"server_held_rss_bytes,omitempty"`
 	ServerRSSPerConn     *int64   `json:"server_rss_bytes_per_connection,omitempty"`
 	ServerCPUSeconds     *float64 `json:"server_cpu_seconds,omitempty"`
+	ServerCPUPerDelivery *float64 `json:"server_cpu_us_per_delivery,omitempty"`
 	ServerSamples        int      `json:"server_samples,omitempty"`
 	RelayExitCode        *int     `json:"relay_exit_code,omitempty"`
 	ClientCPUSeconds     float64  `json:"client_cpu_seconds"`
