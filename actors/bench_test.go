@@ -34,7 +34,7 @@ func (s *countingSocket) WriteClose(uint16, string) error { return nil }
 func (s *countingSocket) Close() error                    { return nil }
 func (s *countingSocket) RemoteAddr() string              { return "bench" }
 
-func newBenchSystem(b *testing.B) *System {
+func newBenchSystem(b testing.TB) *System {
 	sys, err := NewSystem(Config{Logger: zerolog.New(io.Discard), Metrics: NewMetrics(prometheus.NewRegistry()),
 		Rate: 1e12, RateBurst: 1 << 30, SendQueueMessages: 1 << 30, SendQueueBytes: 1 << 40, MaxConnsPerUser: 1000})
 	if err != nil {

@@ -1,0 +1,65 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// TestRelayedPushAllocations guards the hot path: a push read by the
+// session, fanned out by the room to four peers and written by five
+// connection actors (four relays and the ack) may allocate its inbound
+// message and little else; the frame buffer is the reader's and not counted
+// here. Counted over many pushes, so that allocations the actor runtime
+// makes now and then (a goroutine for a mailbox that went idle) average out.
+func TestRelayedPushAllocations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures allocations over many pushes")
+	}
+	const peers, pushes = 4, 20000
+	sys := newBenchSystem(t)
+	socks := make([]*countingSocket, peers+1)
+	sessions := make([]*Session, peers+1)
+	for i := range socks {
+		socks[i] = &countingSocket{done: make(chan struct{}, 1)}
+		adm, err := sys.Admit(context.Background(), "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions[i] = sys.Open(adm, socks[i], ConnInfo{})
+		socks[i].target.Store(1)
+		sessions[i].Text(frameOf(fmt.Sprintf(`{"type":"pull","clientId":"c%d","sessionId":"s%d","timestamp":1,"payload":{}}`, i, i)), time.Now())
+		<-socks[i].done
+	}
+	push := `{"type":"push","clientId":"c0","sessionId":"s0","timestamp":1,"payload":{"events":[{"eventName":"e","eventNumber":1,"clientId":"c0","sessionId":"s0","timestamp":1,"data":{"k":"v"}}]}}`
+	frames := make([][]byte, pushes)
+	for i := range frames {
+		frames[i] = frameOf(push)
+	}
+	for _, s := range socks {
+		s.frames.Store(0)
+		s.target.Store(pushes)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	now := time.Now()
+	for _, f := range frames {
+		sessions[0].Text(f, now)
+	}
+	for _, s := range socks {
+		select {
+		case <-s.done:
+		case <-time.After(time.Minute):
+			t.Fatalf("only %d of %d frames written", s.frames.Load(), pushes)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	perPush := float64(after.Mallocs-before.Mallocs) / pushes
+	t.Logf("%.2f allocations per relayed push to %d peers", perPush, peers)
+	if perPush > 3 {
+		t.Errorf("%.2f allocations per relayed push to %d peers; the path should need about one", perPush, peers)
+	}
+}
