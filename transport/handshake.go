@@ -246,6 +246,8 @@ func (h *handshake) refuse(err error) {
 		body = `{"type":"error","code":"bad_request","message":"` + http.StatusText(status) + `"}`
 	}
 	s.metrics.handshakeRejected(status)
+	// Debug only: refusals can come in floods. Never the token itself.
+	s.log.Debug().Int("status", status).Str("code", h.code).Str("auth", h.authReason).Msg("upgrade refused")
 	ctype := "application/json"
 	resp := "HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n" +
 		"Content-Type: " + ctype + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n" +

@@ -75,6 +75,7 @@ func (c *Config) setDefaults() {
 type Server struct {
 	cfg        Config
 	log        zerolog.Logger
+	warn       zerolog.Logger
 	sys        *actors.System
 	reg        *prometheus.Registry
 	metrics    *metrics
@@ -97,7 +98,9 @@ func New(cfg Config) (*Server, error) {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, reg: reg}
+	// Warnings that a flood could repeat (accept failures) are sampled.
+	s := &Server{cfg: cfg, log: cfg.Logger, reg: reg,
+		warn: cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})}
 	switch cfg.Reader {
 	case ReaderEpoll:
 		p, err := newPoller()
@@ -196,7 +199,7 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
+				s.warn.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
 				time.Sleep(delay)
 				continue
 			}
