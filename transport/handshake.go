@@ -30,8 +30,16 @@ func (s *Server) handle(c net.Conn) {
 	_ = c.SetDeadline(start.Add(s.cfg.HandshakeTimeout))
 	br := s.readers.Get().(*bufio.Reader)
 	br.Reset(c)
-	if !s.isUpgradeCandidate(br) {
-		// net/http keeps br: it may hold bytes of the request.
+	switch s.route(br) {
+	case routeDrop:
+		// Nothing or half a request line within the handshake timeout.
+		s.metrics.handshakeRejected(0)
+		_ = c.Close()
+		br.Reset(nil)
+		s.readers.Put(br)
+		return
+	case routeHTTP:
+		// net/http keeps br: it holds bytes of the request.
 		_ = c.SetDeadline(time.Time{})
 		s.httpConns.push(&peekedConn{Conn: c, r: br})
 		return
@@ -73,27 +81,36 @@ func (s *Server) handle(c net.Conn) {
 	}
 }
 
-// isUpgradeCandidate peeks at the request line without consuming it,
-// waiting only for bytes the line still lacks.
-func (s *Server) isUpgradeCandidate(br *bufio.Reader) bool {
+// Where a new connection's first request goes.
+const (
+	routeUpgrade = iota
+	routeHTTP
+	routeDrop
+)
+
+// route peeks at the request line without consuming it, waiting only for
+// bytes the line still lacks.
+func (s *Server) route(br *bufio.Reader) int {
 	if _, err := br.Peek(1); err != nil {
-		return false
+		return routeDrop
 	}
 	for {
 		b, _ := br.Peek(br.Buffered())
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			rest, ok := bytes.CutPrefix(b[:i], []byte("GET "))
 			if !ok {
-				return false
+				return routeHTTP
 			}
-			end := bytes.IndexAny(rest, "? ")
-			return end >= 0 && string(rest[:end]) == SyncPath
+			if end := bytes.IndexAny(rest, "? "); end >= 0 && string(rest[:end]) == SyncPath {
+				return routeUpgrade
+			}
+			return routeHTTP
 		}
 		if len(b) >= requestLineMax {
-			return false // net/http answers an over-long line
+			return routeHTTP // net/http answers an over-long line
 		}
 		if _, err := br.Peek(len(b) + 1); err != nil {
-			return false
+			return routeDrop
 		}
 	}
 }

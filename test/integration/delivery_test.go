@@ -297,9 +297,10 @@ func TestStalledReaderIsClosedAsSlowConsumerWhileItsPeersKeepUp(t *testing.T) {
 		// queue bound is what closes the stalled client.
 		c.WriteTimeout = time.Minute
 	}))
-	// A device that binds and then stops reading, with a small socket
-	// buffer so that its backlog reaches the server's queue quickly.
-	stalled := s.DialRaw(t, "alice", "stalled", relaytest.RawReadBuffer(16<<10))
+	// A device that binds and then stops reading. (Its socket buffers are
+	// left alone: shrunk below the loopback segment size, they would stall
+	// TCP itself once it reads again.)
+	stalled := s.DialRaw(t, "alice", "stalled")
 	stalled.Bind()
 	laptop, phone, tablet := s.Dial(t, "alice", "laptop"), s.Dial(t, "alice", "phone"), s.Dial(t, "alice", "tablet")
 	for _, c := range []*relaytest.Client{laptop, phone, tablet} {
@@ -424,4 +425,36 @@ func TestManyUsersPushingAtOnceReachOnlyTheirOwnDevices(t *testing.T) {
 	for _, d := range all {
 		d.c.ExpectQuiet()
 	}
+}
+
+func TestPushesAreNotKeptForDevicesThatWereOffline(t *testing.T) {
+	s := relaytest.Start(t)
+	laptop, phone := s.Dial(t, "alice", "laptop"), s.Dial(t, "alice", "phone")
+	laptop.Bind()
+	phone.Bind()
+	phone.Close()
+
+	// Pushed while the phone is away and before the tablet exists: acked,
+	// relayed to nobody, kept for nobody.
+	laptop.Push(laptop.Event("while away"))
+	laptop.Expect("ack")
+	phone = s.Dial(t, "alice", "phone")
+	tablet := s.Dial(t, "alice", "tablet")
+	for _, c := range []*relaytest.Client{phone, tablet} {
+		var events []json.RawMessage
+		c.Bind().Field(t, "events", &events)
+		if len(events) != 0 {
+			t.Fatalf("%s: pull returned stored events %s", c.ClientID, events)
+		}
+		c.ExpectQuiet()
+	}
+
+	// What is pushed once they are bound reaches them.
+	sent := laptop.Push(laptop.Event("after"))
+	for _, c := range []*relaytest.Client{phone, tablet} {
+		if got := c.Expect("push"); !bytes.Equal(got.Raw, sent) {
+			t.Fatalf("%s: got %s, want %s", c.ClientID, got.Raw, sent)
+		}
+	}
+	laptop.Expect("ack")
 }

@@ -261,3 +261,46 @@ func TestMessagesOverTheRateAreDroppedWithRateLimitedUntilTheBucketRefills(t *te
 	}
 	phone.ExpectQuiet()
 }
+
+func TestDefaultMessageLimitIsOneMebibyte(t *testing.T) {
+	s := relaytest.Start(t)
+	laptop := s.DialRaw(t, "alice", "laptop")
+	phone := s.Dial(t, "alice", "phone")
+	laptop.Bind()
+	phone.Bind()
+	b := limPushOfSize(t, laptop, 1<<20)
+	laptop.SendText(b)
+	if got := phone.Expect("push"); !bytes.Equal(got.Raw, b) {
+		t.Fatalf("a push of exactly 1 MiB was altered (%d bytes relayed)", len(got.Raw))
+	}
+	laptop.Expect("ack")
+	laptop.WriteHeader(ws.Header{Fin: true, OpCode: ws.OpText, Length: 1<<20 + 1})
+	laptop.ExpectClose(ws.StatusMessageTooBig)
+}
+
+func TestDefaultRateLetsABurstOf400ThroughAndLimitsWhatFollows(t *testing.T) {
+	const burst, more = 399, 800 // the bind takes the 400th token
+	s := relaytest.Start(t)
+	laptop := s.Dial(t, "alice", "laptop")
+	laptop.Bind()
+	answers := delivReadN(laptop, burst+more)
+	for range burst + more {
+		laptop.Push(laptop.Event(nil))
+	}
+	msgs := delivWait(t, answers)
+	limited := 0
+	for i, m := range msgs {
+		switch {
+		case m.Type == "ack":
+		case m.Type == "error" && m.Code == "rate_limited" && i >= burst:
+			limited++
+		default:
+			t.Fatalf("answer %d: got %s", i, m.Raw)
+		}
+	}
+	// The 800 after the burst are written in far less than the 4 s the
+	// default rate of 200/s would need to refill for them.
+	if limited == 0 {
+		t.Fatalf("none of %d pushes beyond the burst was rate limited", more)
+	}
+}

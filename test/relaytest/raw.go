@@ -35,52 +35,14 @@ type RawConn struct {
 	Pings int
 }
 
-// RawOption changes how DialRaw connects.
-type RawOption func(*rawDial)
-
-type rawDial struct {
-	token   string
-	readBuf int
-}
-
-// RawToken connects with tok instead of a fresh token of the user.
-func RawToken(tok string) RawOption { return func(d *rawDial) { d.token = tok } }
-
-// RawReadBuffer caps the kernel receive buffer of the client's socket, so
-// that a client that stops reading backs up onto the server quickly.
-func RawReadBuffer(n int) RawOption { return func(d *rawDial) { d.readBuf = n } }
-
 // DialRaw upgrades a new connection of user's device clientID, token in the
 // query, and returns it without reading or writing anything more.
-func (s *Server) DialRaw(t testing.TB, user, clientID string, opts ...RawOption) *RawConn {
+func (s *Server) DialRaw(t testing.TB, user, clientID string) *RawConn {
 	t.Helper()
-	d := rawDial{}
-	for _, o := range opts {
-		o(&d)
-	}
-	if d.token == "" {
-		d.token = Token(t, user)
-	}
-	dialer := ws.Dialer{
-		Timeout: Timeout,
-		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var nd net.Dialer
-			c, err := nd.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			if tc, ok := c.(*net.TCPConn); ok && d.readBuf > 0 {
-				if err := tc.SetReadBuffer(d.readBuf); err != nil {
-					_ = c.Close()
-					return nil, err
-				}
-			}
-			return c, nil
-		},
-	}
+	dialer := ws.Dialer{Timeout: Timeout}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	conn, br, _, err := dialer.Dial(ctx, s.URL+"?token="+d.token)
+	conn, br, _, err := dialer.Dial(ctx, s.URL+"?token="+Token(t, user))
 	if err != nil {
 		t.Fatalf("raw dial as %s: %v", user, err)
 	}
@@ -187,12 +149,23 @@ func (r *RawConn) Bind() Msg {
 	return r.Expect("pull_response")
 }
 
+// rawMaxFrame bounds what the test client reads in one frame.
+const rawMaxFrame = 64 << 20
+
 // ReadFrame reads the next frame from the server within d. Pings are
 // counted and, with AnswerPings, answered.
 func (r *RawConn) ReadFrame(d time.Duration) (ws.Frame, error) {
 	_ = r.Conn.SetReadDeadline(time.Now().Add(d))
-	f, err := ws.ReadFrame(r.r)
+	var f ws.Frame
+	h, err := ws.ReadHeader(r.r)
 	if err != nil {
+		return f, err
+	}
+	if h.Length > rawMaxFrame {
+		return f, fmt.Errorf("server frame of %d bytes", h.Length)
+	}
+	f.Header, f.Payload = h, make([]byte, h.Length)
+	if _, err := io.ReadFull(r.r, f.Payload); err != nil {
 		return f, err
 	}
 	if f.Header.Masked {
