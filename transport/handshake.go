@@ -260,7 +260,11 @@ func (h *handshake) refuse(err error) {
 		if status == 0 {
 			status = http.StatusBadRequest
 		}
-		body = `{"type":"error","code":"bad_request","message":"` + http.StatusText(status) + `"}`
+		code := "bad_request"
+		if status == http.StatusUpgradeRequired {
+			code = "upgrade_required"
+		}
+		body = `{"type":"error","code":"` + code + `","message":"` + http.StatusText(status) + `"}`
 	}
 	s.metrics.handshakeRejected(status)
 	// Debug only: refusals can come in floods. Never the token itself.

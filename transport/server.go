@@ -235,16 +235,20 @@ func (s *Server) routes() http.Handler {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(s.cfg.AsyncAPI)
 	})
-	mux.HandleFunc(SyncPath, func(w http.ResponseWriter, r *http.Request) {
-		// Upgrade requests never reach here; this answers everything else.
-		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", "GET")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
+	mux.HandleFunc("GET "+SyncPath, func(w http.ResponseWriter, _ *http.Request) {
+		// Upgrades never reach net/http; a plain GET does (with a request
+		// line too long for the router, say).
 		w.Header().Set("Upgrade", "websocket")
 		http.Error(w, "websocket upgrade required", http.StatusUpgradeRequired)
 	})
 	mux.HandleFunc("/", http.NotFound)
-	return mux
+	// Only the requests in the table are answered; any other method on a
+	// known path is "anything else": 404, not the mux's 405.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			http.NotFound(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }

@@ -340,7 +340,7 @@ func TestHandshakeRefusals(t *testing.T) {
 		got[fmt.Sprint(e["status"], " ", e["code"])] = true
 	}
 	for _, want := range []string{
-		"401 unauthorized", "403 forbidden_origin", "429 too_many_connections", "503 unavailable", "426 bad_request",
+		"401 unauthorized", "403 forbidden_origin", "429 too_many_connections", "503 unavailable", "426 upgrade_required",
 	} {
 		if !got[want] {
 			t.Errorf("x-handshake-refusals lacks %s", want)
