@@ -62,7 +62,7 @@ type (
 	}
 	closeNow   struct{}
 	readerDone struct{}
-	pongFrame  struct{ b []byte }
+	ctrlFrame  struct{ b []byte } // a ping or a pong
 	// attach is a connection actor's first message: the actors share one
 	// Props, so the connection is handed over this way.
 	attach struct{ c *conn }
@@ -82,7 +82,7 @@ func cost(to *conn, msg any) int64 {
 		return int64(len(m.frame))
 	case *serverFrame:
 		return int64(len(m.b))
-	case *pongFrame:
+	case *ctrlFrame:
 		return int64(len(m.b))
 	}
 	return ackCost // errors

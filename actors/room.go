@@ -182,7 +182,7 @@ func (r *room) sweep(ctx actor.Context) {
 			c.close(CloseLiveness)
 			continue
 		case quiet >= interval:
-			c.enqueue(ctx, &pongFrame{b: pingFrame})
+			c.enqueue(ctx, &ctrlFrame{b: pingFrame})
 		}
 		r.checkExpiry(ctx, c, now)
 	}

@@ -150,7 +150,7 @@ func (s *Session) Ping(payload []byte) {
 	if s.Closing() {
 		return
 	}
-	s.c.enqueue(s.c.sys.root, &pongFrame{b: controlFrame(0xA, payload)})
+	s.c.enqueue(s.c.sys.root, &ctrlFrame{b: controlFrame(0xA, payload)})
 }
 
 // PeerClose handles the client's close frame; code 0 means it carried none.

@@ -42,7 +42,7 @@ type connActor struct {
 
 func (a *connActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *inbound, *protocol.Error, *serverFrame, *pongFrame:
+	case *inbound, *protocol.Error, *serverFrame, *ctrlFrame:
 		a.queue(m)
 	case closeNow:
 		a.flush()
@@ -106,7 +106,7 @@ func (a *connActor) queue(msg any) {
 		})
 	case *serverFrame:
 		kind, f = m.kind, m.b
-	case *pongFrame:
+	case *ctrlFrame:
 		kind, f = outControl, m.b
 	}
 	a.sys.metrics.out[kind].Inc()
