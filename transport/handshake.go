@@ -19,9 +19,13 @@ import (
 )
 
 // requestLineMax bounds the request line the router looks at (tokens of up
-// to 16 KiB ride in it); longer lines
-// go to net/http, which answers them.
-const requestLineMax = 20 << 10
+// to 16 KiB ride in it); longer lines go to net/http, which answers them.
+// Most lines fit the pooled readers of requestLineSmall bytes, so a flood of
+// connections that never finish their request holds little memory.
+const (
+	requestLineMax   = 20 << 10
+	requestLineSmall = 4 << 10
+)
 
 // handle routes one accepted connection: GET on the sync path goes through
 // the WebSocket upgrader, everything else to net/http.
@@ -30,13 +34,29 @@ func (s *Server) handle(c net.Conn) {
 	_ = c.SetDeadline(start.Add(s.cfg.HandshakeTimeout))
 	br := s.readers.Get().(*bufio.Reader)
 	br.Reset(c)
-	switch s.route(br) {
+	pooled := true
+	release := func() {
+		if pooled {
+			br.Reset(nil)
+			s.readers.Put(br)
+		}
+	}
+	route := s.route(br)
+	if route == routeGrow {
+		// A long request line (a large token): go on with a larger reader
+		// that starts with the bytes already read.
+		b, _ := br.Peek(br.Buffered())
+		big := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(append([]byte(nil), b...)), c), requestLineMax)
+		release()
+		br, pooled = big, false
+		route = s.route(br)
+	}
+	switch route {
 	case routeDrop:
 		// Nothing or half a request line within the handshake timeout.
 		s.metrics.handshakeRejected(0)
 		_ = c.Close()
-		br.Reset(nil)
-		s.readers.Put(br)
+		release()
 		return
 	case routeHTTP:
 		// net/http keeps br: it holds bytes of the request.
@@ -50,7 +70,7 @@ func (s *Server) handle(c net.Conn) {
 	if err != nil {
 		h.refuse(err)
 		h.end()
-		s.readers.Put(br)
+		release()
 		_ = c.Close()
 		return
 	}
@@ -64,8 +84,7 @@ func (s *Server) handle(c net.Conn) {
 		b, _ := br.Peek(n)
 		pending = append([]byte(nil), b...)
 	}
-	br.Reset(nil)
-	s.readers.Put(br)
+	release()
 	sock := &socket{c: c, writeTimeout: s.cfg.WriteTimeout, closeGrace: s.cfg.CloseGrace}
 	sess := s.sys.Open(adm, sock, actors.ConnInfo{Expires: ident.Expires})
 	if s.poller == nil {
@@ -86,6 +105,7 @@ const (
 	routeUpgrade = iota
 	routeHTTP
 	routeDrop
+	routeGrow // the line is longer than the reader holds
 )
 
 // route peeks at the request line without consuming it, waiting only for
@@ -106,7 +126,10 @@ func (s *Server) route(br *bufio.Reader) int {
 			}
 			return routeHTTP
 		}
-		if len(b) >= requestLineMax {
+		if len(b) >= br.Size() {
+			if br.Size() < requestLineMax {
+				return routeGrow
+			}
 			return routeHTTP // net/http answers an over-long line
 		}
 		if _, err := br.Peek(len(b) + 1); err != nil {

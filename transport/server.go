@@ -122,7 +122,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.sys = sys
 	s.handshakes.New = func() any { return newHandshake(s) }
-	s.readers.New = func() any { return bufio.NewReaderSize(nil, requestLineMax) }
+	s.readers.New = func() any { return bufio.NewReaderSize(nil, requestLineSmall) }
 	s.httpSrv = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
