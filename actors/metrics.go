@@ -115,12 +115,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, c := range protocol.AllCodes() {
 		m.errors[c] = errs.WithLabelValues(c.String())
 	}
-	for r := ClosePeer; r < closeReasonCount; r++ {
-		code := r.Code()
-		if r == ClosePeer {
-			continue // labelled with the peer's own code when it happens
-		}
-		m.closes[r] = m.closesByCode.WithLabelValues(strconv.Itoa(int(code)), r.String())
+	// ClosePeer is labelled with the peer's own code when it happens.
+	for r := ClosePeer + 1; r < closeReasonCount; r++ {
+		m.closes[r] = m.closesByCode.WithLabelValues(strconv.Itoa(int(r.Code())), r.String())
 	}
 	m.droppedRate = m.drops.WithLabelValues("rate_limited")
 	m.droppedMismatch = m.drops.WithLabelValues("client_mismatch")

@@ -275,9 +275,6 @@ func (s *System) Abort() {
 	s.root.Send(s.directory, abortAll{})
 }
 
-// Draining reports whether Drain was called.
-func (s *System) Draining() bool { return s.draining.Load() }
-
 // Wait blocks until every opened connection has ended or ctx is done.
 func (s *System) Wait(ctx context.Context) error {
 	done := make(chan struct{})

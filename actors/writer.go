@@ -86,13 +86,13 @@ func (a *connActor) queue(msg any) {
 		a.b = a.sys.batches.Get().(*batch)
 		b = a.b
 	}
-	now := a.sys.now()
 	var f []byte
 	var kind int
 	switch m := msg.(type) {
 	case *inbound:
 		if m.c == c {
 			kind = outAck
+			now := a.sys.now()
 			b.scratch, f = appendServerFrame(b.scratch, func(d []byte) []byte {
 				return protocol.AppendAck(d, now, m.events, m.lastTs)
 			})
@@ -101,6 +101,7 @@ func (a *connActor) queue(msg any) {
 		}
 	case *protocol.Error:
 		kind = outError
+		now := a.sys.now()
 		b.scratch, f = appendServerFrame(b.scratch, func(d []byte) []byte {
 			return protocol.AppendError(d, now, m.Code, m.Message)
 		})
@@ -168,11 +169,7 @@ func (a *connActor) writeClose(ctx actor.Context) {
 		a.closeSent = true
 		r := c.closeReason()
 		if !a.broken && r.sendsFrame() {
-			code := r.Code()
-			if r == ClosePeer {
-				code = echoCode(uint16(c.peerCode.Load()))
-			}
-			if err := c.sock.WriteClose(code, r.Text()); err != nil {
+			if err := c.sock.WriteClose(c.closeCode(), r.Text()); err != nil {
 				a.broken = true
 				_ = c.sock.Close()
 			}
@@ -184,6 +181,15 @@ func (a *connActor) writeClose(ctx actor.Context) {
 		a.stopping = true
 		ctx.Stop(ctx.Self())
 	}
+}
+
+// closeCode is the code the connection is closed with: its reason's, or
+// the peer's own echoed.
+func (c *conn) closeCode() uint16 {
+	if r := c.closeReason(); r != ClosePeer {
+		return r.Code()
+	}
+	return echoCode(uint16(c.peerCode.Load()))
 }
 
 // echoCode is the code a server answers a client's close with.
@@ -223,11 +229,7 @@ func (a *connActor) stop(ctx actor.Context) {
 	_ = c.sock.Close()
 	ctx.Send(c.room, &leave{c: c})
 	ctx.Send(a.sys.directory, &release{user: c.user, room: c.room})
-	r := c.closeReason()
-	code := r.Code()
-	if r == ClosePeer {
-		code = echoCode(uint16(c.peerCode.Load()))
-	}
+	r, code := c.closeReason(), c.closeCode()
 	a.sys.metrics.closed(r, code)
 	a.sys.metrics.Connections.Dec()
 	ev := a.sys.log.Info().Uint64("conn", c.id).Str("user", c.user).Str("remote", c.sock.RemoteAddr())

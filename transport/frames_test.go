@@ -30,8 +30,8 @@ func masked(op ws.OpCode, fin bool, p []byte) []byte {
 }
 
 // FuzzFrameParser feeds arbitrary bytes, cut at arbitrary points, to the
-// frame parser both readers share: it must never panic, and a stream that
-// asked to stop must stay stopped.
+// frame parser both readers share: it must never panic, and it must stop
+// reading at the same byte however the bytes are cut.
 func FuzzFrameParser(f *testing.F) {
 	push := []byte(`{"type":"push","clientId":"c","sessionId":"s","timestamp":1,"payload":{"events":[]}}`)
 	f.Add(masked(ws.OpText, true, push), uint8(3))
@@ -48,27 +48,39 @@ func FuzzFrameParser(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(sys.Shutdown)
-	f.Fuzz(func(t *testing.T, in []byte, cut uint8) {
+	open := func(t *testing.T) *actors.Session {
 		adm, err := sys.Admit(context.Background(), "fuzz")
 		if err != nil {
 			t.Fatal(err)
 		}
 		sess := sys.Open(adm, nullSocket{}, actors.ConnInfo{})
-		defer sess.Done()
-		p := frameParser{sess: sess, max: 1 << 16}
-		step := int(cut)%16 + 1
+		t.Cleanup(sess.Done)
+		return sess
+	}
+	// feed gives in to a fresh parser in chunks of step bytes and reports
+	// whether it asked to stop, and after the chunk ending at which byte.
+	feed := func(t *testing.T, in []byte, step int) (stopped bool, end int) {
+		p := frameParser{sess: open(t), max: 1 << 16}
 		now := time.Now()
-		stopped := false
-		for len(in) > 0 {
-			n := min(step, len(in))
-			if p.feed(in[:n], now) {
-				stopped = true
-				break
+		for off := 0; off < len(in); off += step {
+			end := min(off+step, len(in))
+			if p.feed(in[off:end], now) {
+				return true, end
 			}
-			in = in[n:]
 		}
-		if stopped && p.msg != nil && !p.in {
-			t.Fatal("a message buffer outlived its message")
+		return false, len(in)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, cut uint8) {
+		step := int(cut)%16 + 1
+		// Byte by byte tells the exact byte that ends reading.
+		stop1, at := feed(t, in, 1)
+		stopW, _ := feed(t, in, len(in)+1)
+		stopN, end := feed(t, in, step)
+		if stopW != stop1 || stopN != stop1 {
+			t.Fatalf("stop: byte by byte %v, whole %v, chunks of %d %v", stop1, stopW, step, stopN)
+		}
+		if want := min((at+step-1)/step*step, len(in)); stop1 && end != want {
+			t.Fatalf("stops at byte %d byte by byte, so with chunks of %d after byte %d; got %d", at, step, want, end)
 		}
 	})
 }

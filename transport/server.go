@@ -136,9 +136,6 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Registry is where the server's metrics live.
-func (s *Server) Registry() *prometheus.Registry { return s.reg }
-
 // Serve accepts connections on ln until ctx is done, then drains: /readyz
 // and new upgrades answer 503, every connection is closed with 1001, and
 // Serve returns once all have closed or the drain timeout has passed.

@@ -5,7 +5,6 @@ package relaytest
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -213,5 +212,3 @@ func WithLimits(f func(c *transport.Config)) Option {
 func WithAuth(f func(a *auth.Config)) Option {
 	return func(_ *transport.Config, a *auth.Config) { f(a) }
 }
-
-func (s *Server) String() string { return fmt.Sprintf("relay at %s", s.Addr) }
