@@ -96,7 +96,10 @@ func envName(flagName string) string {
 // parse reads the environment, then the command line, into o.
 func parse(o *options, args []string, getenv func(string) string, out io.Writer) error {
 	fs := newFlagSet(o, out)
-	fs.Usage = func() { usage(fs, out) }
+	// The flag package prints the whole usage after any mistake; one line
+	// that names the mistake and points to --help is easier to read.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
@@ -109,10 +112,15 @@ func parse(o *options, args []string, getenv func(string) string, out io.Writer)
 		return envErr
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			usage(fs, out)
+			return err
+		}
+		return fmt.Errorf("%w (relay --help lists the flags)", err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q (relay --help lists the flags)", fs.Arg(0))
 	}
 	if o.dev {
 		set := map[string]bool{}
@@ -139,17 +147,43 @@ func (o *options) validate() error {
 		return errors.New("--jwt-secret and --jwt-secret-file are exclusive")
 	case o.maxMessageBytes < 64:
 		return errors.New("--max-message-bytes must be at least 64")
-	case o.maxEventsPerPush < 1, o.maxConnsPerUser < 1, o.maxPendingPulls < 1,
-		o.sendQueueMessages < 1, o.sendQueueBytes < 1, o.rateBurst < 1, o.roomThroughput < 1, o.connThroughput < 1:
-		return errors.New("limits must be positive")
 	case o.maxConns < 0:
 		return errors.New("--max-conns must be 0 or more")
 	case o.rate <= 0:
 		return errors.New("--rate must be positive")
-	case o.peerPullTimeout <= 0, o.pingInterval <= 0, o.handshakeTimeout <= 0, o.drainTimeout <= 0, o.writeTimeout <= 0:
-		return errors.New("durations must be positive")
 	case o.jwtLeeway < 0:
 		return errors.New("--jwt-leeway must not be negative")
+	}
+	for _, l := range []struct {
+		flag string
+		v    int64
+	}{
+		{"max-events-per-push", int64(o.maxEventsPerPush)},
+		{"max-conns-per-user", int64(o.maxConnsPerUser)},
+		{"max-pending-peer-pulls", int64(o.maxPendingPulls)},
+		{"send-queue-messages", int64(o.sendQueueMessages)},
+		{"send-queue-bytes", o.sendQueueBytes},
+		{"rate-burst", int64(o.rateBurst)},
+		{"room-throughput", int64(o.roomThroughput)},
+		{"conn-throughput", int64(o.connThroughput)},
+	} {
+		if l.v < 1 {
+			return fmt.Errorf("--%s must be at least 1, not %d", l.flag, l.v)
+		}
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"peer-pull-timeout", o.peerPullTimeout},
+		{"ping-interval", o.pingInterval},
+		{"handshake-timeout", o.handshakeTimeout},
+		{"drain-timeout", o.drainTimeout},
+		{"write-timeout", o.writeTimeout},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("--%s must be a positive duration, not %s", d.flag, d.v)
+		}
 	}
 	return nil
 }
