@@ -103,7 +103,7 @@ func New(cfg Config) (*Server, error) {
 		warn: cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})}
 	switch cfg.Reader {
 	case ReaderEpoll:
-		p, err := newPoller()
+		p, err := newPoller(cfg.Logger)
 		if err != nil {
 			return nil, err
 		}
