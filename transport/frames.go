@@ -270,16 +270,27 @@ func validCloseCode(code uint16) bool {
 	return false
 }
 
+// The bits of a frame header's first two bytes (RFC 6455 §5.2).
+const (
+	bitFin     = 0x80 // first byte
+	bitsRsv    = 0x70
+	bitsOpCode = 0x0f
+	bitMask    = 0x80 // second byte
+	bitsLen    = 0x7f
+	len16      = 126 // bitsLen values announcing an extended length
+	len64      = 127
+)
+
 // headerSize is the length of a frame header given its first two bytes.
 func headerSize(b0, b1 byte) int {
 	size := 2
-	switch b1 & 0x7f {
-	case 126:
+	switch b1 & bitsLen {
+	case len16:
 		size += 2
-	case 127:
+	case len64:
 		size += 8
 	}
-	if b1&0x80 != 0 {
+	if b1&bitMask != 0 {
 		size += 4
 	}
 	return size
@@ -289,17 +300,17 @@ func headerSize(b0, b1 byte) int {
 // does not allocate, and it requires the minimal length encoding (RFC 6455
 // §5.2).
 func parseHeader(b []byte) (h ws.Header, err error) {
-	h.Fin = b[0]&0x80 != 0
-	h.Rsv = (b[0] & 0x70) >> 4
-	h.OpCode = ws.OpCode(b[0] & 0x0f)
-	h.Masked = b[1]&0x80 != 0
-	switch l := b[1] & 0x7f; l {
-	case 126:
+	h.Fin = b[0]&bitFin != 0
+	h.Rsv = (b[0] & bitsRsv) >> 4
+	h.OpCode = ws.OpCode(b[0] & bitsOpCode)
+	h.Masked = b[1]&bitMask != 0
+	switch l := b[1] & bitsLen; l {
+	case len16:
 		h.Length = int64(binary.BigEndian.Uint16(b[2:4]))
-		if h.Length < 126 {
+		if h.Length < len16 {
 			return h, ws.ErrHeaderLengthUnexpected
 		}
-	case 127:
+	case len64:
 		u := binary.BigEndian.Uint64(b[2:10])
 		if u&(1<<63) != 0 {
 			return h, ws.ErrHeaderLengthMSB

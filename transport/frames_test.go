@@ -48,23 +48,35 @@ func FuzzFrameParser(f *testing.F) {
 
 	// feed gives in to a fresh parser in chunks of step bytes and reports
 	// the reason it stopped with, after the chunk ending at which byte.
-	feed := func(in []byte, step int) (reason actors.CloseReason, end int) {
-		p := frameParser{sess: &fakeSession{}, max: 1 << 16}
+	feed := func(in []byte, step int) (reason actors.CloseReason, end int, sess *fakeSession) {
+		sess = &fakeSession{}
+		p := frameParser{sess: sess, max: 1 << 16}
 		now := time.Now()
 		for off := 0; off < len(in); off += step {
 			end := min(off+step, len(in))
 			if r := p.feed(in[off:end], now); r != 0 {
-				return r, end
+				return r, end, sess
 			}
 		}
-		return 0, len(in)
+		return 0, len(in), sess
 	}
 	f.Fuzz(func(t *testing.T, in []byte, cut uint8) {
 		step := int(cut)%16 + 1
 		// Byte by byte tells the exact byte that ends reading.
-		stop1, at := feed(in, 1)
-		stopW, _ := feed(in, len(in)+1)
-		stopN, end := feed(in, step)
+		stop1, at, s1 := feed(in, 1)
+		stopW, _, sW := feed(in, len(in)+1)
+		stopN, end, sN := feed(in, step)
+		// The same messages, whatever the cuts.
+		for _, s := range []*fakeSession{sW, sN} {
+			if len(s.texts) != len(s1.texts) || s.pings != s1.pings {
+				t.Fatalf("%d messages and %d pings byte by byte, %d and %d otherwise", len(s1.texts), s1.pings, len(s.texts), s.pings)
+			}
+			for i := range s.texts {
+				if !bytes.Equal(s.texts[i], s1.texts[i]) {
+					t.Fatalf("message %d differs with the cuts", i)
+				}
+			}
+		}
 		if stopW != stop1 || stopN != stop1 {
 			t.Fatalf("stop: byte by byte %v, whole %v, chunks of %d %v", stop1, stopW, step, stopN)
 		}
