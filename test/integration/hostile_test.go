@@ -148,3 +148,38 @@ func TestFloodingConnectionsDoNotStallOtherUsers(t *testing.T) {
 	}
 	t.Logf("slowest push round trip under the flood: %v", slowest)
 }
+
+func TestPingsCountAgainstTheRateAndThoseOverItGetNoPong(t *testing.T) {
+	const burst = 5
+	s := relaytest.Start(t, relaytest.WithLimits(func(c *transport.Config) {
+		c.Actors.Rate, c.Actors.RateBurst = 0.001, burst
+	}))
+	r := s.DialRaw(t, "alice", "laptop")
+	pings := make([]ws.Frame, 2*burst)
+	for i := range pings {
+		pings[i] = ws.NewPingFrame([]byte(strconv.Itoa(i)))
+	}
+	if _, err := r.Conn.Write(hostileFrames(pings...)); err != nil {
+		t.Fatal(err)
+	}
+	// The bucket is empty now: the next message is over the rate too.
+	r.Send(r.Envelope("pull", map[string]any{}))
+	var pongs []string
+	for {
+		f, err := r.ReadFrame(relaytest.Timeout)
+		if err != nil {
+			t.Fatalf("after %d pongs: %v", len(pongs), err)
+		}
+		if f.Header.OpCode == ws.OpPong {
+			pongs = append(pongs, string(f.Payload))
+			continue
+		}
+		if f.Header.OpCode != ws.OpText || !bytes.Contains(f.Payload, []byte(`"rate_limited"`)) {
+			t.Fatalf("got opcode %d %q, want the rate_limited error", f.Header.OpCode, f.Payload)
+		}
+		break
+	}
+	if strings.Join(pongs, ",") != "0,1,2,3,4" {
+		t.Fatalf("pongs %v, want the first %d pings answered", pongs, burst)
+	}
+}
