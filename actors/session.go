@@ -145,13 +145,19 @@ func (s *Session) answer(e *protocol.Error) {
 	s.c.sys.root.Send(s.c.room, &inbound{c: s.c, err: e})
 }
 
-// Ping answers a client ping with a pong carrying the same payload.
-func (s *Session) Ping(payload []byte) {
-	if s.Closing() {
+// Ping answers a client ping with a pong carrying the same payload. Pings
+// count against the connection's message rate: past it they are dropped
+// unanswered, so a ping flood costs the relay no more than the rate allows.
+func (s *Session) Ping(payload []byte, now time.Time) {
+	if s.Closing() || !s.limiter.AllowN(now, 1) {
 		return
 	}
 	s.c.enqueue(s.c.sys.root, &ctrlFrame{b: controlFrame(0xA, payload)})
 }
+
+// Pong takes a pong, which needs no answer; it counts against the message
+// rate like any frame the client sends.
+func (s *Session) Pong(now time.Time) { s.limiter.AllowN(now, 1) }
 
 // PeerClose handles the client's close frame; code 0 means it carried none.
 func (s *Session) PeerClose(code uint16) {

@@ -33,6 +33,8 @@ type options struct {
 	maxEventsPerPush  int
 	maxConnsPerUser   int
 	maxConns          int
+	maxHandshakes     int
+	maxHeaderBytes    int
 	maxPendingPulls   int
 	peerPullTimeout   time.Duration
 	sendQueueMessages int
@@ -70,6 +72,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxEventsPerPush, "max-events-per-push", 1000, "most events in one push or peer_pull_response")
 	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", 64, "most connections one user may hold")
 	fs.IntVar(&o.maxConns, "max-conns", 0, "most connections in all (0: no limit beyond the process's file limit)")
+	fs.IntVar(&o.maxHandshakes, "max-handshakes", 1024, "most connections still in their handshake; past it the oldest is closed")
+	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 32<<10, "largest upgrade request head (request line and headers); larger ones get 431")
 	fs.IntVar(&o.maxPendingPulls, "max-pending-peer-pulls", 16, "most peer_pull requests pending on one connection")
 	fs.DurationVar(&o.peerPullTimeout, "peer-pull-timeout", 60*time.Second, "how long a peer_pull waits for responses")
 	fs.IntVar(&o.sendQueueMessages, "send-queue-messages", 1024, "messages queued for one connection before it is closed with 4003")
@@ -147,6 +151,8 @@ func (o *options) validate() error {
 		return errors.New("--jwt-secret and --jwt-secret-file are exclusive")
 	case o.maxMessageBytes < 64:
 		return errors.New("--max-message-bytes must be at least 64")
+	case o.maxHeaderBytes < 1024:
+		return fmt.Errorf("--max-header-bytes must be at least 1024, not %d", o.maxHeaderBytes)
 	case o.maxConns < 0:
 		return errors.New("--max-conns must be 0 or more")
 	case o.rate <= 0:
@@ -166,6 +172,7 @@ func (o *options) validate() error {
 		{"rate-burst", int64(o.rateBurst)},
 		{"room-throughput", int64(o.roomThroughput)},
 		{"conn-throughput", int64(o.connThroughput)},
+		{"max-handshakes", int64(o.maxHandshakes)},
 	} {
 		if l.v < 1 {
 			return fmt.Errorf("--%s must be at least 1, not %d", l.flag, l.v)

@@ -104,6 +104,8 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	}
 	srv, err := transport.New(transport.Config{
 		MaxMessageBytes:  o.maxMessageBytes,
+		MaxHeaderBytes:   o.maxHeaderBytes,
+		MaxHandshakes:    o.maxHandshakes,
 		HandshakeTimeout: o.handshakeTimeout,
 		WriteTimeout:     o.writeTimeout,
 		DrainTimeout:     o.drainTimeout,
