@@ -44,8 +44,12 @@ type conn struct {
 	// nothing more is queued and the actor writes the close frame.
 	reason   atomic.Uint32
 	peerCode atomic.Uint32 // the code of a peer-initiated close
-	lastRead atomic.Int64  // unix nanoseconds of the last frame read
-	ident    atomic.Pointer[identity]
+	// peerClosed is set by the reader when it reads the peer's close frame;
+	// the room then decides the close (ClosePeer) once it has handled
+	// everything read before it.
+	peerClosed atomic.Bool
+	lastRead   atomic.Int64 // unix nanoseconds of the last frame read
+	ident      atomic.Pointer[identity]
 
 	msgsIn  atomic.Int64 // messages read, for the close log line
 	msgsOut atomic.Int64 // frames written, for the close log line

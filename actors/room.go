@@ -13,6 +13,9 @@ type (
 	join   struct{ c *conn }
 	leave  struct{ c *conn }
 	expire struct{ req *pullRequest }
+	// peerClose follows the last message read before the peer's close
+	// frame. A value, not a pointer: it fits an interface without allocating.
+	peerClose struct{ c *conn }
 )
 
 // peer is a connection in its user's room. Owned by the room.
@@ -60,6 +63,10 @@ func (r *room) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *inbound:
 		r.handle(ctx, m)
+	case peerClose:
+		// Every frame the room queued for the connection is in its mailbox
+		// ahead of the closeNow this sends.
+		m.c.close(ClosePeer)
 	case *join:
 		r.peers[m.c] = &peer{c: m.c}
 		r.checkExpiry(ctx, m.c, r.sys.cfg.Now())

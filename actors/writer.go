@@ -49,10 +49,16 @@ func (a *connActor) Receive(ctx actor.Context) {
 		a.writeClose(ctx)
 	case readerDone:
 		a.readerOut = true
-		if a.c.reason.CompareAndSwap(0, uint32(ClosePeerGone)) {
+		switch {
+		case !a.c.peerClosed.Load() && a.c.reason.CompareAndSwap(0, uint32(ClosePeerGone)):
 			a.flush()
+			a.writeClose(ctx)
+		case a.closeSent:
+			a.writeClose(ctx) // the close is written: only stop
 		}
-		a.writeClose(ctx)
+		// Otherwise the close is decided elsewhere (the room, for a peer's
+		// close frame) and its closeNow comes behind every frame queued
+		// before the decision: writing the close now would lose them.
 	case armExpiry:
 		if a.expiry == nil && a.c.reason.Load() == 0 {
 			c := a.c
