@@ -36,7 +36,8 @@ type conn struct {
 	expires time.Time
 	opened  time.Time
 
-	// Send-queue accounting: enqueuers add, the actor subtracts after writing.
+	// Send-queue accounting: enqueuers add, the actor subtracts as it hands
+	// a batch to the socket.
 	queuedMsgs  atomic.Int64
 	queuedBytes atomic.Int64
 

@@ -136,8 +136,19 @@ func (a *connActor) flush() {
 	}
 	a.b = nil
 	c := a.c
-	if len(b.bufs) > 0 && !a.closeSent {
+	write := len(b.bufs) > 0 && !a.closeSent
+	if write {
 		a.sys.metrics.QueueDepth.Observe(float64(c.queuedMsgs.Load()))
+	}
+	// The batch leaves the queue as it is handed to the socket, not when
+	// the write returns: the peer may read the frames long before that
+	// (loopback, a local proxy), and a peer that keeps up must not count as
+	// behind. A socket that stops taking bytes is caught by the write
+	// deadline instead.
+	c.queuedMsgs.Add(-b.msgs)
+	c.queuedBytes.Add(-b.bytes)
+	a.sys.metrics.SendQueue.Sub(float64(b.msgs))
+	if write {
 		frames := len(b.bufs)
 		if err := c.sock.WriteFrames(b.bufs); err != nil {
 			a.writeFailed(err)
@@ -145,9 +156,6 @@ func (a *connActor) flush() {
 			c.msgsOut.Add(int64(frames))
 		}
 	}
-	c.queuedMsgs.Add(-b.msgs)
-	c.queuedBytes.Add(-b.bytes)
-	a.sys.metrics.SendQueue.Sub(float64(b.msgs))
 	clear(b.bufs)
 	b.bufs, b.scratch, b.msgs, b.bytes = b.bufs[:0], b.scratch[:0], 0, 0
 	a.sys.batches.Put(b)
