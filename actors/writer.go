@@ -234,6 +234,7 @@ func (a *connActor) stop(ctx actor.Context) {
 	if a.b != nil {
 		a.flush()
 	}
+	c.dropQueue()
 	if !a.readerOut || !a.closeSent {
 		// Stopped by the supervisor after a failure.
 		if c.reason.CompareAndSwap(0, uint32(CloseInternal)) && !a.closeSent && !a.broken {
