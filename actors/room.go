@@ -62,6 +62,9 @@ func newRoom(sys *System, user string) *room {
 func (r *room) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *inbound:
+		if h := r.sys.cfg.FaultHook; h != nil {
+			h("room", r.user)
+		}
 		r.handle(ctx, m)
 	case peerClose:
 		// Every frame the room queued for the connection is in its mailbox
