@@ -74,6 +74,8 @@ type (
 	attach struct{ c *conn }
 	// armExpiry asks for a timer at the token's expiry, which is near.
 	armExpiry struct{}
+	// watchRoom asks the actor to watch its room: a peer's close waits on it.
+	watchRoom struct{}
 )
 
 const ackCost = 128 // bytes an ack is counted as before it is encoded

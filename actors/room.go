@@ -71,6 +71,9 @@ func (r *room) Receive(ctx actor.Context) {
 		// ahead of the closeNow this sends.
 		m.c.close(ClosePeer)
 	case *join:
+		if h := r.sys.cfg.FaultHook; h != nil {
+			h("room", r.user)
+		}
 		r.peers[m.c] = &peer{c: m.c}
 		r.checkExpiry(ctx, m.c, r.sys.cfg.Now())
 	case sweep:

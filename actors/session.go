@@ -165,6 +165,7 @@ func (s *Session) PeerClose(code uint16) {
 	c.peerCode.Store(uint32(code))
 	c.peerClosed.Store(true)
 	c.sys.root.Send(c.room, peerClose{c: c})
+	c.sys.root.Send(c.pid, watchRoom{})
 }
 
 // Fail ends the connection for a reason the reader found (a protocol

@@ -57,8 +57,9 @@ type Config struct {
 	Now func() time.Time
 	// FaultHook, when set, is called by the directory with the user of
 	// each admission before handling it, and by a room with its user before
-	// each client message; a panic in it is a failure of that actor. It
-	// exists for tests that inject failures; leave it nil otherwise.
+	// each joining connection and each client message; a panic in it is a
+	// failure of that actor. It exists for tests that inject failures;
+	// leave it nil otherwise.
 	FaultHook func(actor, user string)
 }
 

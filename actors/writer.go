@@ -38,6 +38,7 @@ type connActor struct {
 	broken    bool        // a write failed: the stream is no longer framed
 	readerOut bool        // the reader has stopped
 	stopping  bool
+	watching  bool // the room, for a peer's close it has to decide
 }
 
 func (a *connActor) Receive(ctx actor.Context) {
@@ -59,6 +60,18 @@ func (a *connActor) Receive(ctx actor.Context) {
 		// Otherwise the close is decided elsewhere (the room, for a peer's
 		// close frame) and its closeNow comes behind every frame queued
 		// before the decision: writing the close now would lose them.
+	case watchRoom:
+		// The room decides a peer's close, but a room that is gone never
+		// would (one that failed before this connection's join reached it):
+		// watching it tells.
+		if !a.watching {
+			a.watching = true
+			ctx.Watch(a.c.room)
+		}
+	case *actor.Terminated:
+		// The room is gone: it closed its connections as it failed, unless
+		// this one had not joined it yet.
+		a.c.close(CloseInternal)
 	case armExpiry:
 		if a.expiry == nil && a.c.reason.Load() == 0 {
 			c := a.c
@@ -235,6 +248,9 @@ func (a *connActor) stop(ctx actor.Context) {
 		a.flush()
 	}
 	c.dropQueue()
+	if a.watching {
+		ctx.Unwatch(c.room) // the room may live on; drop its record of this actor
+	}
 	if !a.readerOut || !a.closeSent {
 		// Stopped by the supervisor after a failure.
 		if c.reason.CompareAndSwap(0, uint32(CloseInternal)) && !a.closeSent && !a.broken {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+	"github.com/gobwas/ws"
 
 	"github.com/livestore-relay/livestore-relay/test/relaytest"
 	"github.com/livestore-relay/livestore-relay/transport"
@@ -91,4 +92,24 @@ func TestRoomFailureClosesItsConnectionsWith1011AndTheyReconnect(t *testing.T) {
 		return s.Metric(t, "livestore_relay_rooms") == 2
 	})
 	wireQuietAll(phone, laptop, davePhone, daveLaptop)
+}
+
+// TestDeviceWhoseRoomFailedAsItJoinedGetsItsCloseAnswered: a connection
+// whose room failed before it had joined is in no room; when the device
+// closes, the server still answers, with 1011, and the device can connect
+// again into a working room.
+func TestDeviceWhoseRoomFailedAsItJoinedGetsItsCloseAnswered(t *testing.T) {
+	s, arm := supFailOnce(t, "room", "erin")
+	arm.Store(true)
+	orphan := s.DialRaw(t, "erin", "phone") // its join makes the room fail
+	relaytest.Eventually(t, relaytest.Timeout, "the failed room to be gone", func() bool {
+		return s.Metric(t, "livestore_relay_rooms") == 0
+	})
+	closingPushesThenClose(t, orphan, 3, false)
+	if end := orphan.ReadUntilClose(); end.Code != ws.StatusInternalServerError {
+		t.Fatalf("device closing in a failed room: close %d (%v) after %d messages, want 1011", end.Code, end.Err, len(end.Messages))
+	}
+	phone, laptop := s.Dial(t, "erin", "phone"), s.Dial(t, "erin", "laptop")
+	wireBindAll(phone, laptop)
+	supExpectRelay(t, phone, laptop)
 }
