@@ -88,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DirMailbox: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "directory_mailbox_depth_messages",
 			Help: "Messages waiting for the room directory actor."}),
 		SendQueue: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "send_queue_messages",
-			Help: "Messages queued for all connections and not yet written."}),
+			Help: "Messages queued for all connections and not yet handed to their sockets."}),
 		closesByCode: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "closes_total",
 			Help: "Closed connections by close code and reason."}, []string{"code", "reason"}),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "dropped_messages_total",

@@ -13,6 +13,9 @@ type (
 	join   struct{ c *conn }
 	leave  struct{ c *conn }
 	expire struct{ req *pullRequest }
+	// peerClose follows the last message read before the peer's close
+	// frame. A value, not a pointer: it fits an interface without allocating.
+	peerClose struct{ c *conn }
 )
 
 // peer is a connection in its user's room. Owned by the room.
@@ -59,8 +62,18 @@ func newRoom(sys *System, user string) *room {
 func (r *room) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *inbound:
+		if h := r.sys.cfg.FaultHook; h != nil {
+			h("room", r.user)
+		}
 		r.handle(ctx, m)
+	case peerClose:
+		// Every frame the room queued for the connection is in its mailbox
+		// ahead of the closeNow this sends.
+		m.c.close(ClosePeer)
 	case *join:
+		if h := r.sys.cfg.FaultHook; h != nil {
+			h("room", r.user)
+		}
 		r.peers[m.c] = &peer{c: m.c}
 		r.checkExpiry(ctx, m.c, r.sys.cfg.Now())
 	case sweep:

@@ -60,9 +60,10 @@ type inbound struct {
 	hasMore   bool
 }
 
-// Closing reports whether the connection's end has been decided; the reader
-// then only waits for the peer's close or the end of the stream.
-func (s *Session) Closing() bool { return s.c.reason.Load() != 0 }
+// Closing reports whether the connection's end has been decided, or the
+// peer's close frame read; the reader then only waits for the peer's close
+// or the end of the stream.
+func (s *Session) Closing() bool { return s.c.reason.Load() != 0 || s.c.peerClosed.Load() }
 
 // Touch records that a frame arrived, for the liveness check.
 func (s *Session) Touch(now time.Time) { s.c.lastRead.Store(now.UnixNano()) }
@@ -160,9 +161,17 @@ func (s *Session) Ping(payload []byte, now time.Time) {
 func (s *Session) Pong(now time.Time) { s.limiter.AllowN(now, 1) }
 
 // PeerClose handles the client's close frame; code 0 means it carried none.
+// The close goes through the room, behind the messages read before it, so
+// that each of them is relayed, acked or answered before the close echo.
 func (s *Session) PeerClose(code uint16) {
-	s.c.peerCode.Store(uint32(code))
-	s.c.close(ClosePeer)
+	c := s.c
+	if c.peerClosed.Load() {
+		return
+	}
+	c.peerCode.Store(uint32(code))
+	c.peerClosed.Store(true)
+	c.sys.root.Send(c.room, peerClose{c: c})
+	c.sys.root.Send(c.pid, watchRoom{})
 }
 
 // Fail ends the connection for a reason the reader found (a protocol

@@ -3,8 +3,11 @@
 // connection actor per socket that is the only writer of that socket.
 //
 // Supervision:
-//   - The directory is restarted if it fails; its state lives outside the
-//     actor value so a restart keeps every room and count.
+//   - The directory resumes if it fails: the message it was handling is
+//     dropped (an admission gets an error, so the upgrade is refused with
+//     503) and it goes on with the same state. Every room, count and
+//     connection stays. It is not restarted, because protoactor stops every
+//     child of a restarting actor, and the rooms are its children.
 //   - A room that fails is stopped, not restarted: a fresh room would have an
 //     empty peer table while connections still believe they are in it. Its
 //     Stopping handler closes every connection with 1011 so clients reconnect
@@ -52,6 +55,12 @@ type Config struct {
 	Metrics *Metrics // required
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// FaultHook, when set, is called by the directory with the user of
+	// each admission before handling it, and by a room with its user before
+	// each joining connection and each client message; a panic in it is a
+	// failure of that actor. It exists for tests that inject failures;
+	// leave it nil otherwise.
+	FaultHook func(actor, user string)
 }
 
 func (c *Config) setDefaults() {
@@ -143,9 +152,13 @@ func NewSystem(cfg Config) (*System, error) {
 	connMailbox := mailbox() // its depth is the send queue, counted by the connection
 	s.connProps = actor.PropsFromProducer(func() actor.Actor { return &connActor{sys: s} },
 		actor.WithMailbox(connMailbox), actor.WithDispatcher(connDispatcher), actor.WithGuardian(stopOnFailure))
+	// Not restart: protoactor stops every child of a restarting actor, and
+	// the rooms are the directory's children.
+	resumeOnFailure := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.ResumeDirective })
 	state := &directoryState{rooms: make(map[string]*roomEntry)}
 	dirProps := actor.PropsFromProducer(func() actor.Actor { return &directory{sys: s, state: state} },
-		actor.WithSupervisor(stopOnFailure), actor.WithMailbox(mailbox(depthGauge{cfg.Metrics.DirMailbox})))
+		actor.WithGuardian(resumeOnFailure), actor.WithSupervisor(stopOnFailure),
+		actor.WithMailbox(mailbox(depthGauge{cfg.Metrics.DirMailbox})))
 	pid, err := s.root.SpawnNamed(dirProps, "directory")
 	if err != nil {
 		return nil, err

@@ -1,11 +1,15 @@
 package protocol
 
-import "unicode/utf8"
+import (
+	"strconv"
+	"unicode/utf8"
+)
 
 // Rejections. They are shared, read-only values so that rejecting a frame
 // costs no allocation; their texts are fixed and never quote the frame.
 var (
 	errNotJSONObject = &Error{CodeInvalidMessage, "message must be a valid JSON object"}
+	errTooDeep       = &Error{CodeInvalidMessage, "message must be a JSON object nested at most " + strconv.Itoa(maxDepth) + " levels deep"}
 	errType          = &Error{CodeInvalidMessage, "type must be a string"}
 	errTypeDup       = &Error{CodeInvalidMessage, "type appears more than once"}
 	errUnsupported   = &Error{CodeUnsupportedType, "unsupported message type"}
@@ -85,6 +89,9 @@ func (d *Decoder) Decode(frame []byte, m *Message) error {
 	var f frameFields
 	s := scanner{data: frame}
 	if !s.frame(&f) {
+		if s.deep {
+			return errTooDeep
+		}
 		return errNotJSONObject
 	}
 	maxEvents := DefaultMaxEventsPerPush

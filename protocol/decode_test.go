@@ -647,3 +647,30 @@ func wantInt(t *testing.T, field string, got, want int64) {
 		t.Errorf("%s = %d, want %d", field, got, want)
 	}
 }
+
+// TestDecodeNestingLimit shows the nesting limit and that its rejection
+// names it, unlike other malformed JSON.
+func TestDecodeNestingLimit(t *testing.T) {
+	const limit = 128
+	// The message is level 1, payload 2, events 3, an event 4, its data 5.
+	nested := func(levels int) []byte {
+		data := strings.Repeat("[", levels-4) + strings.Repeat("]", levels-4)
+		return []byte(`{"type":"push","clientId":"c","sessionId":"s","timestamp":1,"payload":{"events":[{"eventName":"e","eventNumber":0,"clientId":"c","sessionId":"s","timestamp":1,"data":` + data + `}]}}`)
+	}
+	dec := protocol.NewDecoder(protocol.Limits{})
+	var m protocol.Message
+	if err := dec.Decode(nested(limit), &m); err != nil {
+		t.Fatalf("%d levels: %v", limit, err)
+	}
+	err := dec.Decode(nested(limit+1), &m)
+	var pe *protocol.Error
+	if !errors.As(err, &pe) || pe.Code != protocol.CodeInvalidMessage {
+		t.Fatalf("%d levels: got %v, want invalid_message", limit+1, err)
+	}
+	if !strings.Contains(pe.Message, "128 levels") {
+		t.Errorf("%d levels: message %q does not state the limit", limit+1, pe.Message)
+	}
+	if err := dec.Decode([]byte(`{"type":`), &m); err == nil || strings.Contains(err.Error(), "levels") {
+		t.Errorf("syntax error: got %v, want the plain JSON rejection", err)
+	}
+}
