@@ -48,6 +48,8 @@ type options struct {
 	mailbox           string
 	reader            string
 	pprofAddr         string
+	stateDir          string
+	maxStoresPerUser  int
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -84,6 +86,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.connThroughput, "conn-throughput", 300, "messages a connection actor handles before yielding its goroutine")
 	fs.StringVar(&o.mailbox, "mailbox", "ring", "actor mailbox: ring (unbounded ring buffer) or lockfree (unbounded linked queue)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (default: off; never expose it publicly)")
+	fs.StringVar(&o.stateDir, "state-dir", "", "directory for the state file that keeps store heads across restarts (default: memory only)")
+	fs.IntVar(&o.maxStoresPerUser, "max-stores-per-user", 256, "most sequenced stores with a head per user")
 	fs.StringVar(&o.reader, "reader", transport.DefaultReader, "socket reader: epoll (Linux: no goroutine per idle connection) or goroutine (one per connection)")
 	return fs
 }
@@ -140,7 +144,8 @@ func (o *options) validate() error {
 	case o.maxMessageBytes < 64:
 		return errors.New("--max-message-bytes must be at least 64")
 	case o.maxEventsPerPush < 1, o.maxConnsPerUser < 1, o.maxPendingPulls < 1,
-		o.sendQueueMessages < 1, o.sendQueueBytes < 1, o.rateBurst < 1, o.roomThroughput < 1, o.connThroughput < 1:
+		o.sendQueueMessages < 1, o.sendQueueBytes < 1, o.rateBurst < 1, o.roomThroughput < 1, o.connThroughput < 1,
+		o.maxStoresPerUser < 1:
 		return errors.New("limits must be positive")
 	case o.maxConns < 0:
 		return errors.New("--max-conns must be 0 or more")
