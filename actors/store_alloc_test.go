@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestSequencedPushAllocations guards a sequenced push: besides what a
@@ -56,8 +56,9 @@ func TestSequencedPushAllocations(t *testing.T) {
 		}
 	}
 	runtime.ReadMemStats(&after)
-	if got := testutil.ToFloat64(sys.metrics.store.pushAccepted); got != pushes {
-		t.Fatalf("%v of %d pushes accepted", got, pushes)
+	var accepted dto.Metric
+	if err := sys.metrics.store.pushAccepted.Write(&accepted); err != nil || accepted.GetCounter().GetValue() != pushes {
+		t.Fatalf("%v of %d pushes accepted (%v)", accepted.GetCounter().GetValue(), pushes, err)
 	}
 	perPush := float64(after.Mallocs-before.Mallocs) / pushes
 	t.Logf("%.2f allocations per sequenced push to %d peers", perPush, peers)
