@@ -116,7 +116,7 @@ func (r *room) handle(ctx actor.Context, m *inbound) {
 	if !p.bound {
 		return // replaced by a newer connection since this message was read
 	}
-	if m.storeID != "" && (m.typ == protocol.TypePush || m.typ == protocol.TypePull) {
+	if m.storeID() != "" && (m.typ == protocol.TypePush || m.typ == protocol.TypePull) {
 		r.handleStore(ctx, p, m)
 		return
 	}
@@ -275,9 +275,9 @@ func (r *room) findPending(id string, match func(*pullRequest) bool) *pullReques
 
 func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 	candidates := r.bound
-	if m.storeID != "" {
+	if m.storeID() != "" {
 		// Only the store's joined peers can answer for it.
-		route := r.joined(p, m.storeID)
+		route := r.joined(p, m.storeID())
 		if route == nil {
 			r.sendError(ctx, p, m, errNotJoined)
 			return
@@ -310,7 +310,7 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 	r.dropSlow()
 	if len(accepted) == 0 {
 		// Nobody can answer: the server does, and nothing stays pending.
-		if m.storeID != "" {
+		if m.storeID() != "" {
 			r.answerStorePeerPull(ctx, p, m)
 			return
 		}

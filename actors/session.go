@@ -58,13 +58,27 @@ type inbound struct {
 	target    string
 	hasTarget bool
 	hasMore   bool
-	// Sequenced stores (see store.go). storeID is empty outside them.
-	storeID string
+	// store is set for a message naming a sequenced store (store.go);
+	// held by pointer so that plain messages stay small.
+	store *storeIn
+}
+
+// storeIn is what the room needs of a message naming a sequenced store.
+type storeIn struct {
+	id string
 	// head is the announced head of a join; for a push, the head its last
 	// event would make, and once the room has accepted it, the head the ack
 	// reports (written before the room queues the push to anyone).
 	head        protocol.Head
 	firstParent int64
+}
+
+// storeID is the store the message names, or "".
+func (m *inbound) storeID() string {
+	if m.store == nil {
+		return ""
+	}
+	return m.store.id
 }
 
 // Closing reports whether the connection's end has been decided; the reader
@@ -123,19 +137,19 @@ func (s *Session) Text(buf []byte, now time.Time) {
 		return
 	}
 	if m.StoreID != nil {
-		in.storeID = string(m.StoreID)
+		in.store = &storeIn{id: string(m.StoreID)}
 	}
 	switch m.Type {
 	case protocol.TypePush:
 		in.frame = relayFrame(buf)
 		in.events, in.lastTs = m.EventCount, m.LastEventTimestamp
 		if m.StoreID != nil && m.EventCount > 0 {
-			in.firstParent = m.FirstParent
-			in.head = headOf(m.LastEvent)
+			in.store.firstParent = m.FirstParent
+			in.store.head = headOf(m.LastEvent)
 		}
 	case protocol.TypePull:
 		if m.StoreID != nil {
-			in.head = headOf(m.Head)
+			in.store.head = headOf(m.Head)
 		}
 	case protocol.TypePeerPull:
 		in.frame = relayFrame(buf)
@@ -176,7 +190,7 @@ func (s *Session) answerTo(e *protocol.Error, m *protocol.Message) {
 		in.requestID = string(m.RequestID)
 	}
 	if m.StoreID != nil {
-		in.storeID = string(m.StoreID)
+		in.store = &storeIn{id: string(m.StoreID)}
 	}
 	s.c.sys.root.Send(s.c.room, in)
 }

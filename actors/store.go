@@ -65,13 +65,13 @@ func (r *room) ask(kind heads.Kind, store string) *heads.Op {
 }
 
 func (r *room) joinStore(ctx actor.Context, p *peer, m *inbound) {
-	r.op.Announced = m.head
-	op := r.ask(heads.Join, m.storeID)
+	r.op.Announced = m.store.head
+	op := r.ask(heads.Join, m.storeID())
 	sm := &r.sys.metrics.store
 	switch op.Result {
 	case heads.Conflict:
 		sm.conflicts.Inc()
-		r.leaveStore(p, m.storeID)
+		r.leaveStore(p, m.storeID())
 		r.sys.log.Warn().Str("user", r.user).Str("clientId", p.id.clientID).Int64("eventNumber", op.Head.EventNumber).
 			Msg("store head conflict: a device announced another event at the relay's head")
 		head := op.Head
@@ -88,20 +88,20 @@ func (r *room) joinStore(ctx actor.Context, p *peer, m *inbound) {
 		r.sys.log.Info().Str("user", r.user).Int64("eventNumber", op.Head.EventNumber).
 			Msg("store head adopted from a joining device: the relay's head was behind")
 	}
-	route := r.stores[m.storeID]
+	route := r.stores[m.storeID()]
 	if route == nil {
 		route = &storeRoute{}
-		r.stores[m.storeID] = route
+		r.stores[m.storeID()] = route
 	}
-	if !slices.Contains(p.stores, m.storeID) {
-		p.stores = append(p.stores, m.storeID)
+	if !slices.Contains(p.stores, m.storeID()) {
+		p.stores = append(p.stores, m.storeID())
 		route.peers = append(route.peers, p)
 	}
 	online, storePeers := otherClients(r.bound, p), otherClients(route.peers, p)
 	head := op.Head
-	_, f := appendServerFrame(make([]byte, 0, 256+len(m.storeID)+len(head.ClientID)+len(head.SessionID)+(len(online)+len(storePeers))*32),
+	_, f := appendServerFrame(make([]byte, 0, 256+len(m.storeID())+len(head.ClientID)+len(head.SessionID)+(len(online)+len(storePeers))*32),
 		func(b []byte) []byte {
-			return protocol.AppendStorePullResponse(b, r.sys.now(), online, m.storeID, head, storePeers)
+			return protocol.AppendStorePullResponse(b, r.sys.now(), online, m.storeID(), head, storePeers)
 		})
 	r.deliver(ctx, p, &serverFrame{b: f, kind: outPullResponse})
 	r.dropSlow()
@@ -135,7 +135,7 @@ func (r *room) leaveStores(p *peer) {
 
 func (r *room) storePush(ctx actor.Context, p *peer, m *inbound) {
 	sm := &r.sys.metrics.store
-	route := r.joined(p, m.storeID)
+	route := r.joined(p, m.storeID())
 	if route == nil {
 		sm.pushRejected[rejectNotJoined].Inc()
 		r.sendError(ctx, p, m, errNotJoined)
@@ -143,10 +143,10 @@ func (r *room) storePush(ctx actor.Context, p *peer, m *inbound) {
 	}
 	var op *heads.Op
 	if m.events == 0 {
-		op = r.ask(heads.Read, m.storeID)
+		op = r.ask(heads.Read, m.storeID())
 	} else {
-		r.op.Parent, r.op.Next = m.firstParent, m.head
-		op = r.ask(heads.Append, m.storeID)
+		r.op.Parent, r.op.Next = m.store.firstParent, m.store.head
+		op = r.ask(heads.Append, m.storeID())
 	}
 	switch op.Result {
 	case heads.Mismatch:
@@ -161,7 +161,7 @@ func (r *room) storePush(ctx actor.Context, p *peer, m *inbound) {
 	}
 	// Written before the push is queued to anyone: the writer of the
 	// sender's ack reads it.
-	m.head = op.Head
+	m.store.head = op.Head
 	if m.events > 0 {
 		sm.pushAccepted.Inc()
 		r.relayed++
@@ -179,15 +179,15 @@ func (r *room) storePush(ctx actor.Context, p *peer, m *inbound) {
 // answerStorePeerPull is the server's own answer to a sequenced peer_pull
 // that nobody can take: no events, and the store's head.
 func (r *room) answerStorePeerPull(ctx actor.Context, p *peer, m *inbound) {
-	op := r.ask(heads.Read, m.storeID)
+	op := r.ask(heads.Read, m.storeID())
 	if op.Result != heads.Unchanged {
 		r.sendError(ctx, p, m, errHeadsDown)
 		return
 	}
 	head := op.Head
-	_, f := appendServerFrame(make([]byte, 0, 256+len(m.requestID)+len(m.storeID)+len(head.ClientID)+len(head.SessionID)),
+	_, f := appendServerFrame(make([]byte, 0, 256+len(m.requestID)+len(m.storeID())+len(head.ClientID)+len(head.SessionID)),
 		func(b []byte) []byte {
-			return protocol.AppendStorePeerPullResponse(b, r.sys.now(), []byte(m.requestID), m.storeID, head)
+			return protocol.AppendStorePeerPullResponse(b, r.sys.now(), []byte(m.requestID), m.storeID(), head)
 		})
 	r.deliver(ctx, p, &serverFrame{b: f, kind: outPeerPullResponse})
 	r.dropSlow()
@@ -197,7 +197,7 @@ func (r *room) answerStorePeerPull(ctx actor.Context, p *peer, m *inbound) {
 // that the error reports (store_conflict, head_mismatch).
 func (r *room) sendStoreError(ctx actor.Context, p *peer, m *inbound, e *protocol.Error, head *protocol.Head) {
 	r.sys.metrics.errors[e.Code].Inc()
-	to := protocol.ReplyTo{Type: m.typ, RequestID: m.requestID, StoreID: m.storeID}
+	to := protocol.ReplyTo{Type: m.typ, RequestID: m.requestID, StoreID: m.storeID()}
 	_, f := appendServerFrame(make([]byte, 0, 256+len(to.RequestID)+len(to.StoreID)), func(b []byte) []byte {
 		return protocol.AppendErrorReply(b, r.sys.now(), e.Code, e.Message, to, head)
 	})
