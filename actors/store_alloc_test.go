@@ -62,7 +62,7 @@ func TestSequencedPushAllocations(t *testing.T) {
 	}
 	perPush := float64(after.Mallocs-before.Mallocs) / pushes
 	t.Logf("%.2f allocations per sequenced push to %d peers", perPush, peers)
-	if perPush > 7 {
+	if perPush > 7 && !raceEnabled {
 		t.Errorf("%.2f allocations per sequenced push to %d peers; the path should need about five", perPush, peers)
 	}
 }

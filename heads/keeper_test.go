@@ -8,7 +8,9 @@ import (
 	"github.com/livestore-relay/livestore-relay/protocol"
 )
 
-func h(n int64, c, s string) protocol.Head { return protocol.Head{EventNumber: n, ClientID: c, SessionID: s} }
+func h(n int64, c, s string) protocol.Head {
+	return protocol.Head{EventNumber: n, ClientID: c, SessionID: s}
+}
 
 func join(k *Keeper, user, store string, a protocol.Head) *Op {
 	op := &Op{Kind: Join, User: user, Store: store, Announced: a}
@@ -103,7 +105,6 @@ func TestClosedKeeperFails(t *testing.T) {
 	_ = k.Close()
 	want(t, join(k, "u", "s", h(0, "", "")), Failed, h(0, "", ""))
 }
-
 
 // TestConcurrentAppends races writers on one store through group commits:
 // the accepted appends form one chain without gaps or repeats.
