@@ -520,6 +520,12 @@ func TestBinaryKillAfterAckKeepsTheHead(t *testing.T) {
 		head = headOf(laptop, int64(i+1))
 		storeExpectAck(t, laptop, "st", 1, head)
 	}
+	if n := s.Metric(t, "livestore_relay_state_write_seconds"); n < 21 {
+		t.Errorf("%v state writes observed, want one per join and push", n)
+	}
+	storePush(laptop, "st", storeEvents(laptop, 20, 1))
+	head = headOf(laptop, 21)
+	storeExpectAck(t, laptop, "st", 1, head)
 	p.Signal(syscall.SIGKILL) // at once after the last ack
 	p.Wait(10 * time.Second)
 
