@@ -123,6 +123,9 @@ func writeSummary(w io.Writer, r *Result) {
 		r.Connections, r.ConnectErrors, pairs(r.ConnectFailures), r.ConnectsPerSecond, r.OpenAtEnd, r.Procs)
 	if !r.Idle {
 		fmt.Fprintf(w, "  pushes       %d sent, %d acked, %d unacked, %.1f/s achieved\n", r.Pushes, r.Acks, r.Unacked, r.AchievedPushRate)
+		if r.HeadMismatches > 0 || r.BusySkips > 0 {
+			fmt.Fprintf(w, "  store        %d pushes refused with head_mismatch, %d not sent while one was in flight\n", r.HeadMismatches, r.BusySkips)
+		}
 		fmt.Fprintf(w, "  deliveries   %d of %d expected: lost %d, duplicated %d, reordered %d, foreign %d\n",
 			r.Deliveries, r.ExpectedDeliveries, r.Lost, r.Duplicated, r.Reordered, r.Foreign)
 		fmt.Fprintf(w, "  peer_pulls   %d sent, %d answered, %d unanswered (%d pages in, %d out)\n",

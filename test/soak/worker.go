@@ -29,6 +29,7 @@ type workerSpec struct {
 	Idle               bool          `json:"idle"`
 	PeerPullEvery      time.Duration `json:"peer_pull_every"`
 	PeerPullPages      int           `json:"peer_pull_pages"`
+	Store              string        `json:"store,omitempty"`
 	ConnectConcurrency int           `json:"connect_concurrency"`
 	ConnectTimeout     time.Duration `json:"connect_timeout"`
 }
@@ -74,7 +75,7 @@ func newWorker(spec workerSpec, errOut io.Writer) *worker {
 		for j := range ids {
 			d := &device{
 				w: w, u: u, idx: j, shard: len(w.devices),
-				id:      newIdentity(us.ID, ids[j], session, j),
+				id:      newIdentity(us.ID, ids[j], session, j, spec.Store),
 				boundCh: make(chan struct{}),
 				pulls:   make(map[string]*pendingPull),
 			}
@@ -340,6 +341,8 @@ func (w *worker) result(connectSecs, trafficSecs float64, openAtEnd int64, inter
 		Progress:           st.progress("done"),
 		Unacked:            st.pushes.Load() - st.acks.Load(),
 		SkippedAcks:        st.skippedAcks.Load(),
+		HeadMismatches:     st.headMismatches.Load(),
+		BusySkips:          st.busySkips.Load(),
 		ExpectedDeliveries: t.Expected,
 		Lost:               t.Lost,
 		UnackedDelivered:   t.Unacked,
