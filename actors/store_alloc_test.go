@@ -66,3 +66,47 @@ func TestSequencedPushAllocations(t *testing.T) {
 		t.Errorf("%.2f allocations per sequenced push to %d peers; the path should need about five", perPush, peers)
 	}
 }
+
+// BenchmarkSequencedFanOut is BenchmarkRoomFanOut for pushes to a
+// sequenced store joined by every peer, heads in memory: the difference is
+// the head check, a round trip from the room to the head keeper.
+func BenchmarkSequencedFanOut(b *testing.B) {
+	for _, n := range []int{1, 4} {
+		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
+			sys := newBenchSystem(b)
+			socks := make([]*countingSocket, n+1)
+			sessions := make([]*Session, n+1)
+			for i := range socks {
+				socks[i] = &countingSocket{done: make(chan struct{}, 1)}
+				adm, err := sys.Admit(context.Background(), "alice")
+				if err != nil {
+					b.Fatal(err)
+				}
+				sessions[i] = sys.Open(adm, socks[i], ConnInfo{})
+				socks[i].target.Store(1)
+				sessions[i].Text(frameOf(fmt.Sprintf(`{"type":"pull","clientId":"c%d","sessionId":"s%d","timestamp":1,"payload":{"storeId":"st","head":{"eventNumber":0}}}`, i, i)), time.Now())
+				<-socks[i].done
+			}
+			frames := make([][]byte, b.N)
+			for i := range frames {
+				frames[i] = frameOf(fmt.Sprintf(`{"type":"push","clientId":"c0","sessionId":"s0","timestamp":1733644800000,"payload":{"storeId":"st","events":[{"eventName":"todo.created","eventNumber":%d,"parentEventNumber":%d,"clientId":"c0","sessionId":"s0","timestamp":1733644800000,"data":{"id":"3f1c","text":"Buy milk and eggs on the way home from work","completed":false}}]}}`, i+1, i))
+			}
+			for _, s := range socks {
+				s.frames.Store(0)
+				s.target.Store(int64(b.N))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				sessions[0].Text(frames[i], time.Now())
+			}
+			for _, s := range socks {
+				select {
+				case <-s.done:
+				case <-time.After(30 * time.Second):
+					b.Fatalf("only %d of %d frames written", s.frames.Load(), b.N)
+				}
+			}
+		})
+	}
+}

@@ -229,7 +229,14 @@ func (w *worker) traffic(ctx context.Context) float64 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sendLoop(ctx, mine, w.spec.Rate*share, pulls, start, until)
+			first := 0
+			if w.spec.Store != "" {
+				// Pacer i holds device i mod k of every user, and the pacers
+				// go round in step: without an offset a user's devices would
+				// push to its store at the same instant, every time.
+				first = i * len(mine) / k
+			}
+			sendLoop(ctx, mine, first, w.spec.Rate*share, pulls, start, until)
 		}()
 	}
 	wg.Wait()
@@ -238,7 +245,7 @@ func (w *worker) traffic(ctx context.Context) float64 {
 
 // sendLoop paces pushes and peer_pulls over devs, round robin, so that each
 // device sends at the same low rate and the aggregate is pushRate.
-func sendLoop(ctx context.Context, devs []*device, pushRate, pullRate float64, start, until time.Time) {
+func sendLoop(ctx context.Context, devs []*device, first int, pushRate, pullRate float64, start, until time.Time) {
 	period := time.Duration(float64(time.Second) / (pushRate + pullRate))
 	period = min(max(period, time.Millisecond), 20*time.Millisecond)
 	t := time.NewTicker(period)
@@ -249,7 +256,7 @@ func sendLoop(ctx context.Context, devs []*device, pushRate, pullRate float64, s
 	// devices, is caught up; the rest shows as a lower achieved rate.
 	backlog := max(int64(len(devs)), int64((pushRate+pullRate)/4))
 	var pushes, pulls int64
-	pi, qi := 0, 0
+	pi, qi := first%max(len(devs), 1), 0
 	for {
 		now := time.Now()
 		if !now.Before(until) {
