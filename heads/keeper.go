@@ -165,8 +165,9 @@ func (k *Keeper) Do(op *Op) {
 	}
 }
 
-// Close stops the keeper after the ops it has taken, and closes the state
-// file. Ops after Close fail.
+// Close stops the keeper once the batch in hand is answered, and closes
+// the state file. Ops still queued, and ops after Close, fail. Close is
+// called once, after everything that calls Do has stopped or will give up.
 func (k *Keeper) Close() error {
 	select {
 	case <-k.quit:

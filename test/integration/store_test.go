@@ -542,3 +542,14 @@ func TestBinaryWithoutStateDirWarnsOnce(t *testing.T) {
 		t.Fatalf("warning logged %d times\n%s", n, p.Stderr())
 	}
 }
+
+func TestBinaryUnusableStateDirIsAStartError(t *testing.T) {
+	file := t.TempDir() + "/file"
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := relaytest.Run(t, relaytest.CleanEnv(secretEnv()), "--addr", "127.0.0.1:0", "--state-dir", file+"/heads")
+	if code != 2 || !strings.HasPrefix(stderr, "relay: ") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("exit code %d, want 2 with a one-line error\nstderr:\n%s", code, stderr)
+	}
+}
