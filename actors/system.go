@@ -139,7 +139,7 @@ func NewSystem(cfg Config) (*System, error) {
 		return nil, errors.New(`actors: mailbox must be "ring" or "lockfree"`)
 	}
 	s := &System{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics}
-	keeper, err := heads.Open(heads.Config{Dir: cfg.StateDir, MaxStoresPerUser: cfg.MaxStoresPerUser,
+	keeper, err := heads.Open(heads.Config{Dir: cfg.StateDir, MaxStoresPerUser: cfg.MaxStoresPerUser, Logger: cfg.Logger,
 		ObserveWrite: func(d time.Duration) { cfg.Metrics.store.writeSeconds.Observe(d.Seconds()) }})
 	if err != nil {
 		return nil, err

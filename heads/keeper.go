@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/livestore-relay/livestore-relay/protocol"
 )
 
@@ -85,6 +87,8 @@ type Config struct {
 	MaxStoresPerUser int
 	// ObserveWrite, when set, is told how long each commit took.
 	ObserveWrite func(time.Duration)
+	// Logger reports failed commits.
+	Logger zerolog.Logger
 }
 
 // maxBatch bounds the ops taken into one transaction, so that one commit's
@@ -222,6 +226,8 @@ func (k *Keeper) run() {
 				k.cfg.ObserveWrite(time.Since(start))
 			}
 			if err != nil {
+				k.cfg.Logger.Error().Err(err).Int("heads", len(changes)).
+					Msg("store heads could not be committed; their pushes and joins were refused")
 				k.undo(changes)
 				for _, op := range batch {
 					op.Result, op.Head = Failed, protocol.Head{}

@@ -155,3 +155,22 @@ func TestConcurrentAppends(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedCommitChangesNothing: when the state file cannot take a
+// commit, every op of the batch fails and the heads stay as they were.
+func TestFailedCommitChangesNothing(t *testing.T) {
+	k := open(t, Config{Dir: t.TempDir()})
+	join(k, "u", "s", h(0, "", ""))
+	appendOp(k, "u", "s", 0, h(1, "a", "1"))
+	_ = k.db.db.Close() // the next commit fails
+	want(t, appendOp(k, "u", "s", 1, h(2, "a", "1")), Failed, h(0, "", ""))
+	want(t, join(k, "u", "new", h(0, "", "")), Failed, h(0, "", ""))
+	for store, head := range map[string]protocol.Head{"s": h(1, "a", "1")} {
+		op := &Op{Kind: Read, User: "u", Store: store}
+		k.Do(op)
+		want(t, op, Unchanged, head)
+	}
+	op := &Op{Kind: Read, User: "u", Store: "new"}
+	k.Do(op)
+	want(t, op, Unknown, h(0, "", ""))
+}
