@@ -31,6 +31,7 @@ type orderDevice struct {
 	acked    []orderPush
 	received []orderPush
 	err      error
+	left     bool // closed its connection midway: owed nothing after
 }
 
 func (d *orderDevice) send(v any) error {
@@ -87,8 +88,15 @@ func (d *orderDevice) handle(m relaytest.Msg, n int) (answered bool, err error) 
 	return false, fmt.Errorf("unexpected %s", m.Raw)
 }
 
-func (d *orderDevice) run(rng *rand.Rand, pushes int) {
+// run pushes until pushes are acked, or until leaveAfter are (when above
+// 0), then closes the connection.
+func (d *orderDevice) run(rng *rand.Rand, pushes, leaveAfter int) {
 	for len(d.acked) < pushes {
+		if leaveAfter > 0 && len(d.acked) == leaveAfter {
+			d.left = true
+			d.c.Close()
+			return
+		}
 		n := 1 + rng.IntN(3)
 		err := d.send(d.c.Envelope("push", map[string]any{"storeId": "st", "events": storeEvents(d.c, d.head, n)}))
 		for answered := false; err == nil && !answered; {
@@ -106,9 +114,10 @@ func (d *orderDevice) run(rng *rand.Rand, pushes int) {
 
 // TestStoreOrderUnderConcurrentPushes has several devices push to one
 // store at once, each on the head it knows and catching up on
-// head_mismatch. Whatever the interleaving, the acked pushes must form one
-// chain without gaps or repeats, and every device must have been sent
-// exactly the others' accepted pushes, in that order.
+// head_mismatch; one of them leaves midway, and one more device only
+// watches. Whatever the interleaving, the acked pushes must form one chain
+// without gaps or repeats, and every device that stayed must have been
+// sent exactly the others' accepted pushes, in that order.
 func TestStoreOrderUnderConcurrentPushes(t *testing.T) {
 	for _, durable := range []bool{false, true} {
 		t.Run(fmt.Sprint("durable=", durable), func(t *testing.T) {
@@ -121,7 +130,7 @@ func TestStoreOrderUnderConcurrentPushes(t *testing.T) {
 				c.Actors.StateDir = dir
 			}))
 			const devices, pushes = 5, 25
-			ds := make([]*orderDevice, devices)
+			ds := make([]*orderDevice, devices+1) // the last one only watches
 			for i := range ds {
 				c := s.Dial(t, "alice", fmt.Sprint("device-", i))
 				storeJoin(t, c, "st", storeHead{})
@@ -129,12 +138,18 @@ func TestStoreOrderUnderConcurrentPushes(t *testing.T) {
 			}
 			seed := uint64(time.Now().UnixNano())
 			t.Logf("seed %d", seed)
+			leaver := rand.New(rand.NewPCG(seed, 99))
+			leaveAfter := 1 + leaver.IntN(pushes-1)
 			var wg sync.WaitGroup
-			for i, d := range ds {
+			for i, d := range ds[:devices] {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					d.run(rand.New(rand.NewPCG(seed, uint64(i))), pushes)
+					leave := 0
+					if i == 0 {
+						leave = leaveAfter
+					}
+					d.run(rand.New(rand.NewPCG(seed, uint64(i))), pushes, leave)
 				}()
 			}
 			wg.Wait()
@@ -155,6 +170,9 @@ func TestStoreOrderUnderConcurrentPushes(t *testing.T) {
 				next = p.last + 1
 			}
 			for _, d := range ds {
+				if d.left {
+					continue
+				}
 				var want []orderPush
 				for _, p := range all {
 					if p.from != d.c.ClientID {
