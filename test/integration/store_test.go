@@ -553,3 +553,30 @@ func TestBinaryUnusableStateDirIsAStartError(t *testing.T) {
 		t.Fatalf("exit code %d, want 2 with a one-line error\nstderr:\n%s", code, stderr)
 	}
 }
+
+func TestStoreJoinsEndWithTheConnection(t *testing.T) {
+	s := relaytest.Start(t)
+	laptop := wireDialAs(t, s, "alice", "laptop", "tab")
+	phone := s.Dial(t, "alice", "phone")
+	storeJoin(t, laptop, "st", storeHead{})
+	storeJoin(t, phone, "st", storeHead{})
+
+	// A newer connection of the same client and session replaces the
+	// first; the joins were the old connection's and do not carry over.
+	again := wireDialAs(t, s, "alice", "laptop", "tab")
+	again.Bind()
+	laptop.ExpectClose(4002)
+	var peers []string
+	storeJoin(t, phone, "st", storeHead{}).Field(t, "storePeers", &peers)
+	if len(peers) != 0 {
+		t.Fatalf("storePeers %v after the joined connection was replaced", peers)
+	}
+	storePush(again, "st", storeEvents(again, 0, 1))
+	again.ExpectError("invalid_message")
+	storePush(phone, "st", storeEvents(phone, 0, 1))
+	storeExpectAck(t, phone, "st", 1, headOf(phone, 1))
+	again.ExpectQuiet() // not forwarded to a connection that has not joined
+	if got := storeJoinHead(t, again, "st", storeHead{}); got != headOf(phone, 1) {
+		t.Fatalf("head %+v", got)
+	}
+}
