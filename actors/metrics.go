@@ -48,7 +48,8 @@ type Metrics struct {
 	inBytes         [protocol.TypePeerPullResponse + 1]prometheus.Counter
 	out             [kindCount]prometheus.Counter
 	outBytes        [kindCount]prometheus.Counter
-	errors          [protocol.CodeInternalError + 1]prometheus.Counter
+	errors          [protocol.CodeHeadMismatch + 1]prometheus.Counter
+	store           storeMetrics
 	closes          [closeReasonCount]prometheus.Counter
 	closesByCode    *prometheus.CounterVec
 	drops           *prometheus.CounterVec
@@ -123,6 +124,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.droppedMismatch = m.drops.WithLabelValues("client_mismatch")
 	m.droppedInvalid = m.drops.WithLabelValues("invalid")
 	m.droppedUnknown = m.drops.WithLabelValues("unknown_request")
+	m.store.register(reg, ns)
 	reg.MustRegister(m.Connections, m.Rooms, m.SlowConsumers, m.RelayLatency, m.QueueDepth, m.RoomMailbox, m.DirMailbox,
 		m.SendQueue, in, inBytes, out, outBytes, errs, m.closesByCode, m.drops)
 	return m

@@ -6,6 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/livestore-relay/livestore-relay/heads"
 	"github.com/livestore-relay/livestore-relay/protocol"
 )
 
@@ -23,7 +24,8 @@ type peer struct {
 	c        *conn
 	id       identity
 	bound    bool
-	requests int // pending peer_pulls this peer started
+	requests int      // pending peer_pulls this peer started
+	stores   []string // the sequenced stores it joined, in join order
 }
 
 // pullRequest is a peer_pull waiting for its targets' responses.
@@ -47,6 +49,8 @@ type room struct {
 	pending    map[string][]*pullRequest // by requestId; usually one each
 	slow       []*peer                   // scratch for one fan-out
 	relayed    uint64                    // pushes with events seen; the loss-injection build drops by it
+	stores     map[string]*storeRoute    // sequenced stores with a joined peer (store.go)
+	op         heads.Op                  // the room's one request to the head keeper, reused
 }
 
 func newRoom(sys *System, user string) *room {
@@ -56,6 +60,7 @@ func newRoom(sys *System, user string) *room {
 		peers:      make(map[*conn]*peer),
 		byIdentity: make(map[identity]*peer),
 		pending:    make(map[string][]*pullRequest),
+		stores:     make(map[string]*storeRoute),
 	}
 }
 
@@ -115,7 +120,7 @@ func (r *room) handle(ctx actor.Context, m *inbound) {
 		return
 	}
 	if m.err != nil {
-		r.sendError(ctx, p, m.err)
+		r.sendError(ctx, p, m, m.err)
 		return
 	}
 	if m.bindAs != nil {
@@ -123,6 +128,10 @@ func (r *room) handle(ctx actor.Context, m *inbound) {
 	}
 	if !p.bound {
 		return // replaced by a newer connection since this message was read
+	}
+	if m.storeID() != "" && (m.typ == protocol.TypePush || m.typ == protocol.TypePull) {
+		r.handleStore(ctx, p, m)
+		return
 	}
 	switch m.typ {
 	case protocol.TypePush:
@@ -159,6 +168,7 @@ func (r *room) unbind(p *peer) {
 	if r.byIdentity[p.id] == p {
 		delete(r.byIdentity, p.id)
 	}
+	r.leaveStores(p)
 	var ended []*pullRequest
 	for _, reqs := range r.pending {
 		for _, req := range reqs {
@@ -225,10 +235,10 @@ func (r *room) dropSlow() {
 	r.slow = r.slow[:0]
 }
 
-func (r *room) sendError(ctx actor.Context, p *peer, e *protocol.Error) {
-	r.sys.metrics.errors[e.Code].Inc()
-	r.deliver(ctx, p, e)
-	r.dropSlow()
+// sendError answers m with e. The error names m (payload.replyTo) as far as
+// it is known, so that a client can tell which message it answers.
+func (r *room) sendError(ctx actor.Context, p *peer, m *inbound, e *protocol.Error) {
+	r.sendStoreError(ctx, p, m, e, nil)
 }
 
 func (r *room) push(ctx actor.Context, p *peer, m *inbound) {
@@ -246,19 +256,25 @@ func (r *room) push(ctx actor.Context, p *peer, m *inbound) {
 }
 
 func (r *room) pull(ctx actor.Context, p *peer) {
-	peers := make([]string, 0, len(r.bound))
-	for _, q := range r.bound {
-		if q.id.clientID != p.id.clientID && q.c.reason.Load() == 0 {
-			peers = append(peers, q.id.clientID)
-		}
-	}
-	slices.Sort(peers)
-	peers = slices.Compact(peers)
+	peers := otherClients(r.bound, p)
 	_, f := appendServerFrame(make([]byte, 0, 160+len(peers)*32), func(b []byte) []byte {
 		return protocol.AppendPullResponse(b, r.sys.now(), peers)
 	})
 	r.deliver(ctx, p, &serverFrame{b: f, kind: outPullResponse})
 	r.dropSlow()
+}
+
+// otherClients returns the sorted, distinct clientIds of the open peers in
+// among, p's own clientId excluded.
+func otherClients(among []*peer, p *peer) []string {
+	peers := make([]string, 0, len(among))
+	for _, q := range among {
+		if q.id.clientID != p.id.clientID && q.c.reason.Load() == 0 {
+			peers = append(peers, q.id.clientID)
+		}
+	}
+	slices.Sort(peers)
+	return slices.Compact(peers)
 }
 
 func (r *room) findPending(id string, match func(*pullRequest) bool) *pullRequest {
@@ -271,12 +287,22 @@ func (r *room) findPending(id string, match func(*pullRequest) bool) *pullReques
 }
 
 func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
+	candidates := r.bound
+	if m.storeID() != "" {
+		// Only the store's joined peers can answer for it.
+		route := r.joined(p, m.storeID())
+		if route == nil {
+			r.sendError(ctx, p, m, errNotJoined)
+			return
+		}
+		candidates = route.peers
+	}
 	if r.findPending(m.requestID, func(req *pullRequest) bool { return req.from == p }) != nil {
-		r.sendError(ctx, p, errDuplicateReq)
+		r.sendError(ctx, p, m, errDuplicateReq)
 		return
 	}
 	var targets []*peer
-	for _, q := range r.bound {
+	for _, q := range candidates {
 		if q == p || q.c.reason.Load() != 0 {
 			continue
 		}
@@ -285,7 +311,7 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 		}
 	}
 	if len(targets) > 0 && p.requests >= r.sys.cfg.MaxPendingPeerPulls {
-		r.sendError(ctx, p, errTooManyPulls)
+		r.sendError(ctx, p, m, errTooManyPulls)
 		return
 	}
 	accepted := targets[:0]
@@ -297,6 +323,10 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 	r.dropSlow()
 	if len(accepted) == 0 {
 		// Nobody can answer: the server does, and nothing stays pending.
+		if m.storeID() != "" {
+			r.answerStorePeerPull(ctx, p, m)
+			return
+		}
 		_, f := appendServerFrame(make([]byte, 0, 160+len(m.requestID)), func(b []byte) []byte {
 			return protocol.AppendServerPeerPullResponse(b, r.sys.now(), []byte(m.requestID))
 		})
@@ -315,7 +345,7 @@ func (r *room) peerPullResponse(ctx actor.Context, p *peer, m *inbound) {
 	req := r.findPending(m.requestID, func(req *pullRequest) bool { return slices.Contains(req.targets, p) })
 	if req == nil {
 		r.sys.metrics.droppedUnknown.Inc()
-		r.sendError(ctx, p, errUnknownRequest)
+		r.sendError(ctx, p, m, errUnknownRequest)
 		return
 	}
 	if req.from.c.reason.Load() != 0 || !r.deliver(ctx, req.from, m) {
@@ -323,7 +353,7 @@ func (r *room) peerPullResponse(ctx actor.Context, p *peer, m *inbound) {
 		r.finish(req)
 		r.dropSlow()
 		r.sys.metrics.droppedUnknown.Inc()
-		r.sendError(ctx, p, errUnknownRequest)
+		r.sendError(ctx, p, m, errUnknownRequest)
 		return
 	}
 	if !m.hasMore {

@@ -58,6 +58,27 @@ type inbound struct {
 	target    string
 	hasTarget bool
 	hasMore   bool
+	// store is set for a message naming a sequenced store (store.go);
+	// held by pointer so that plain messages stay small.
+	store *storeIn
+}
+
+// storeIn is what the room needs of a message naming a sequenced store.
+type storeIn struct {
+	id string
+	// head is the announced head of a join; for a push, the head its last
+	// event would make, and once the room has accepted it, the head the ack
+	// reports (written before the room queues the push to anyone).
+	head        protocol.Head
+	firstParent int64
+}
+
+// storeID is the store the message names, or "".
+func (m *inbound) storeID() string {
+	if m.store == nil {
+		return ""
+	}
+	return m.store.id
 }
 
 // Closing reports whether the connection's end has been decided, or the
@@ -77,26 +98,31 @@ func (s *Session) Text(buf []byte, now time.Time) {
 	}
 	sys := c.sys
 	c.msgsIn.Add(1)
-	if !s.limiter.AllowN(now, 1) {
-		sys.metrics.in[protocol.TypeUnknown].Inc()
-		sys.metrics.inBytes[protocol.TypeUnknown].Add(float64(len(buf) - FrameHeaderRoom))
-		sys.metrics.droppedRate.Inc()
-		s.answer(errRateLimited)
-		return
-	}
 	// A local Message: one kept in the session would hold the last
 	// frame's buffer alive for as long as the connection stays idle.
 	var msg protocol.Message
 	m := &msg
+	if !s.limiter.AllowN(now, 1) {
+		sys.metrics.in[protocol.TypeUnknown].Inc()
+		sys.metrics.inBytes[protocol.TypeUnknown].Add(float64(len(buf) - FrameHeaderRoom))
+		sys.metrics.droppedRate.Inc()
+		// Decoded only to tell the client which message was dropped.
+		_ = sys.decoder.Decode(buf[FrameHeaderRoom:], m)
+		s.answerTo(errRateLimited, m)
+		return
+	}
 	err := sys.decoder.Decode(buf[FrameHeaderRoom:], m)
 	sys.metrics.in[m.Type].Inc()
 	sys.metrics.inBytes[m.Type].Add(float64(len(buf) - FrameHeaderRoom))
 	if err != nil {
 		sys.metrics.droppedInvalid.Inc()
+		if m.Type == protocol.TypePush && m.StoreID != nil {
+			sys.metrics.store.pushRejected[rejectInvalid].Inc()
+		}
 		if pe, ok := err.(*protocol.Error); ok {
-			s.answer(pe)
+			s.answerTo(pe, m)
 		} else {
-			s.answer(&protocol.Error{Code: protocol.CodeInvalidMessage, Message: "invalid message"})
+			s.answerTo(&protocol.Error{Code: protocol.CodeInvalidMessage, Message: "invalid message"}, m)
 		}
 		return
 	}
@@ -108,13 +134,24 @@ func (s *Session) Text(buf []byte, now time.Time) {
 		in.bindAs = id
 	} else if string(m.ClientID) != s.bound.clientID || string(m.SessionID) != s.bound.sessionID {
 		sys.metrics.droppedMismatch.Inc()
-		s.answer(errClientMismatch)
+		s.answerTo(errClientMismatch, m)
 		return
+	}
+	if m.StoreID != nil {
+		in.store = &storeIn{id: string(m.StoreID)}
 	}
 	switch m.Type {
 	case protocol.TypePush:
 		in.frame = relayFrame(buf)
 		in.events, in.lastTs = m.EventCount, m.LastEventTimestamp
+		if m.StoreID != nil && m.EventCount > 0 {
+			in.store.firstParent = m.FirstParent
+			in.store.head = headOf(m.LastEvent)
+		}
+	case protocol.TypePull:
+		if m.StoreID != nil {
+			in.store.head = headOf(m.Head)
+		}
 	case protocol.TypePeerPull:
 		in.frame = relayFrame(buf)
 		in.requestID = string(m.RequestID)
@@ -144,6 +181,24 @@ func (s *Session) Binary() {
 // the order of the messages it answers.
 func (s *Session) answer(e *protocol.Error) {
 	s.c.sys.root.Send(s.c.room, &inbound{c: s.c, err: e})
+}
+
+// answerTo is answer for a message decoded at least in part: the error
+// names the message's type, requestId and storeId as far as they are known.
+func (s *Session) answerTo(e *protocol.Error, m *protocol.Message) {
+	in := &inbound{c: s.c, err: e, typ: m.Type}
+	if m.RequestID != nil {
+		in.requestID = string(m.RequestID)
+	}
+	if m.StoreID != nil {
+		in.store = &storeIn{id: string(m.StoreID)}
+	}
+	s.c.sys.root.Send(s.c.room, in)
+}
+
+// headOf copies a head out of the frame.
+func headOf(h protocol.HeadRef) protocol.Head {
+	return protocol.Head{EventNumber: h.EventNumber, ClientID: string(h.ClientID), SessionID: string(h.SessionID)}
 }
 
 // Ping answers a client ping with a pong carrying the same payload. Pings

@@ -27,6 +27,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/livestore-relay/livestore-relay/heads"
 	"github.com/livestore-relay/livestore-relay/protocol"
 )
 
@@ -61,6 +62,12 @@ type Config struct {
 	// failure of that actor. It exists for tests that inject failures;
 	// leave it nil otherwise.
 	FaultHook func(actor, user string)
+
+	// StateDir keeps store heads in a file there; empty keeps them in
+	// memory for the life of the process only.
+	StateDir string
+	// MaxStoresPerUser bounds the sequenced stores with a head per user.
+	MaxStoresPerUser int // 256
 }
 
 func (c *Config) setDefaults() {
@@ -72,6 +79,7 @@ func (c *Config) setDefaults() {
 	def(&c.MaxConnsPerUser, 64)
 	def(&c.MaxEventsPerPush, 1000)
 	def(&c.MaxPendingPeerPulls, 16)
+	def(&c.MaxStoresPerUser, 256)
 	def(&c.SendQueueMessages, 1024)
 	def(&c.RateBurst, 400)
 	def(&c.RoomThroughput, 300)
@@ -120,6 +128,8 @@ type System struct {
 	draining  atomic.Bool
 	conns     sync.WaitGroup
 	nextID    atomic.Uint64
+
+	heads *heads.Keeper // store heads; outlives every room
 }
 
 // NewSystem starts the actor system and the directory.
@@ -138,6 +148,17 @@ func NewSystem(cfg Config) (*System, error) {
 		return nil, errors.New(`actors: mailbox must be "ring" or "lockfree"`)
 	}
 	s := &System{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics}
+	keeper, err := heads.Open(heads.Config{Dir: cfg.StateDir, MaxStoresPerUser: cfg.MaxStoresPerUser, Logger: cfg.Logger,
+		ObserveWrite: func(d time.Duration) { cfg.Metrics.store.writeSeconds.Observe(d.Seconds()) }})
+	if err != nil {
+		return nil, err
+	}
+	s.heads = keeper
+	if keeper.Durable() {
+		s.log.Info().Str("dir", cfg.StateDir).Int("heads", keeper.Restored()).Msg("store heads are kept in the state directory")
+	} else {
+		s.log.Warn().Msg("no --state-dir: store heads are kept in memory and will not survive a restart")
+	}
 	logger := slog.New(zerolog.NewSlogHandler(cfg.Logger.With().Str("component", "actor").Logger().Level(maxLevel(cfg.Logger.GetLevel(), zerolog.WarnLevel))))
 	s.as = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }),
 		actor.WithDeadLetterThrottleCount(1), actor.WithDeadLetterThrottleInterval(time.Second))
@@ -161,6 +182,7 @@ func NewSystem(cfg Config) (*System, error) {
 		actor.WithMailbox(mailbox(depthGauge{cfg.Metrics.DirMailbox})))
 	pid, err := s.root.SpawnNamed(dirProps, "directory")
 	if err != nil {
+		_ = keeper.Close()
 		return nil, err
 	}
 	s.directory = pid
@@ -309,6 +331,10 @@ func (s *System) Shutdown() {
 	s.swept.Wait()
 	s.root.Stop(s.directory)
 	s.as.Shutdown()
+	// Last: a room still running may be waiting for the keeper.
+	if err := s.heads.Close(); err != nil {
+		s.log.Error().Err(err).Msg("closing the state file")
+	}
 }
 
 func (s *System) now() int64 { return s.cfg.Now().UnixMilli() }

@@ -113,6 +113,9 @@ func (a *connActor) queue(msg any) {
 			kind = outAck
 			now := a.sys.now()
 			b.scratch, f = appendServerFrame(b.scratch, func(d []byte) []byte {
+				if m.storeID() != "" {
+					return protocol.AppendStoreAck(d, now, m.events, m.lastTs, m.storeID(), m.store.head)
+				}
 				return protocol.AppendAck(d, now, m.events, m.lastTs)
 			})
 		} else {

@@ -50,6 +50,8 @@ type options struct {
 	mailbox           string
 	reader            string
 	pprofAddr         string
+	stateDir          string
+	maxStoresPerUser  int
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -88,6 +90,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.connThroughput, "conn-throughput", 300, "messages a connection actor handles before yielding its goroutine")
 	fs.StringVar(&o.mailbox, "mailbox", "ring", "actor mailbox: ring (unbounded ring buffer) or lockfree (unbounded linked queue)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (default: off; never expose it publicly)")
+	fs.StringVar(&o.stateDir, "state-dir", "", "directory for the state file that keeps store heads across restarts (default: memory only)")
+	fs.IntVar(&o.maxStoresPerUser, "max-stores-per-user", 256, "most sequenced stores with a head per user")
 	fs.StringVar(&o.reader, "reader", transport.DefaultReader, "socket reader: epoll (Linux: no goroutine per idle connection) or goroutine (one per connection)")
 	return fs
 }
@@ -173,6 +177,7 @@ func (o *options) validate() error {
 		{"room-throughput", int64(o.roomThroughput)},
 		{"conn-throughput", int64(o.connThroughput)},
 		{"max-handshakes", int64(o.maxHandshakes)},
+		{"max-stores-per-user", int64(o.maxStoresPerUser)},
 	} {
 		if l.v < 1 {
 			return fmt.Errorf("--%s must be at least 1, not %d", l.flag, l.v)

@@ -123,6 +123,9 @@ func writeSummary(w io.Writer, r *Result) {
 		r.Connections, r.ConnectErrors, pairs(r.ConnectFailures), r.ConnectsPerSecond, r.OpenAtEnd, r.Procs)
 	if !r.Idle {
 		fmt.Fprintf(w, "  pushes       %d sent, %d acked, %d unacked, %.1f/s achieved\n", r.Pushes, r.Acks, r.Unacked, r.AchievedPushRate)
+		if r.HeadMismatches > 0 || r.BusySkips > 0 {
+			fmt.Fprintf(w, "  store        %d pushes refused with head_mismatch, %d not sent while one was in flight\n", r.HeadMismatches, r.BusySkips)
+		}
 		if r.ExpectedDeliveries == 0 && r.Deliveries > 0 {
 			// Only devices connected to the end are checked for loss; none was
 			// (the relay went away, or every device was closed).
