@@ -191,6 +191,9 @@ func (r *RawConn) ExpectPing() {
 	switch {
 	case err != nil:
 		r.t.Fatalf("%s: waiting for a ping: %v", r.ClientID, err)
+	case f.Header.OpCode == ws.OpClose:
+		code, reason := ws.ParseCloseFrameData(f.Payload)
+		r.t.Fatalf("%s: closed with %d %q, want a ping", r.ClientID, code, reason)
 	case f.Header.OpCode != ws.OpPing:
 		r.t.Fatalf("%s: got opcode %d, want a ping", r.ClientID, f.Header.OpCode)
 	case !f.Header.Fin || f.Header.Length > 125:
