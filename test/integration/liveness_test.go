@@ -16,8 +16,10 @@ import (
 	"github.com/livestore-relay/livestore-relay/transport"
 )
 
-// livePingInterval is the ping interval the liveness tests configure.
-const livePingInterval = 200 * time.Millisecond
+// livePingInterval is the ping interval the liveness tests configure:
+// short, but long enough that a client answering pings is never starved
+// into two silent intervals on a loaded machine.
+const livePingInterval = 500 * time.Millisecond
 
 func liveFastPings() relaytest.Option {
 	return relaytest.WithLimits(func(c *transport.Config) { c.Actors.PingInterval = livePingInterval })
