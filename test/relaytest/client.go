@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -26,20 +27,38 @@ type Client struct {
 // Dial connects user's device clientID with a fresh session, token in the query.
 func (s *Server) Dial(t testing.TB, user, clientID string) *Client {
 	t.Helper()
-	c, resp, err := s.DialWith(t, s.URL+"?token="+Token(t, user), nil)
+	return s.DialDevice(t, s.URL+"?token="+Token(t, user), nil, clientID)
+}
+
+// DialDevice connects device clientID, with a fresh session, to url with
+// extra request headers, and fails the test if the upgrade is refused.
+func (s *Server) DialDevice(t testing.TB, url string, h http.Header, clientID string) *Client {
+	t.Helper()
+	c, resp, err := s.DialWith(t, url, h)
 	if err != nil {
-		t.Fatalf("dial as %s: %v (status %d)", user, err, status(resp))
+		t.Fatalf("dial as %s: upgrade refused: %v (status %d, body %s)", clientID, err, StatusOf(resp), BodyOf(resp))
 	}
 	c.ClientID = clientID
 	c.SessionID = fmt.Sprintf("%s-session-%d", clientID, time.Now().UnixNano())
 	return c
 }
 
-func status(r *http.Response) int {
+// StatusOf is the status code of a response, 0 when there is none (the
+// upgrade failed before an answer).
+func StatusOf(r *http.Response) int {
 	if r == nil {
 		return 0
 	}
 	return r.StatusCode
+}
+
+// BodyOf reads the body of a response, "" when there is none.
+func BodyOf(r *http.Response) string {
+	if r == nil || r.Body == nil {
+		return ""
+	}
+	b, _ := io.ReadAll(r.Body)
+	return string(b)
 }
 
 // DialWith connects to url with extra request headers. On a refused
