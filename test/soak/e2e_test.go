@@ -105,7 +105,7 @@ func TestSoakSequencedStore(t *testing.T) {
 		t.Skip("end-to-end run")
 	}
 	t.Parallel()
-	relay := buildRelay(t, "")
+	relay := relaytest.Binary(t)
 	cfg := Config{
 		SpawnRelay: relay, RelayFlags: "--state-dir " + t.TempDir(), Users: 50, Devices: 4, Rate: 400, EventsPerPush: 2,
 		EventBytes: 200, Duration: 3 * time.Second, Drain: 5 * time.Second, PeerPullPages: 2, Store: "todos",
