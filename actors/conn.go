@@ -36,6 +36,9 @@ type conn struct {
 	sys     *System
 	expires time.Time
 	opened  time.Time
+	// proxy marks a connection whose socket is on another node of the
+	// cluster (cluster.go): its room is here, its reader and liveness there.
+	proxy bool
 
 	// Send-queue accounting: enqueuers add, the actor subtracts as it hands
 	// a batch to the socket.

@@ -31,6 +31,9 @@ const (
 	outPullResponse
 	outError
 	outControl
+	// outRemote is a frame delivered for a room on another node, which
+	// counted it when it sent it: its counter is not registered.
+	outRemote
 )
 
 // Metrics are the relay's counters and gauges. Children of labelled vectors
@@ -46,8 +49,8 @@ type Metrics struct {
 	SendQueue       prometheus.Gauge
 	in              [protocol.TypePeerPullResponse + 1]prometheus.Counter
 	inBytes         [protocol.TypePeerPullResponse + 1]prometheus.Counter
-	out             [kindCount]prometheus.Counter
-	outBytes        [kindCount]prometheus.Counter
+	out             [kindCount + 1]prometheus.Counter // the last: outRemote
+	outBytes        [kindCount + 1]prometheus.Counter
 	errors          [protocol.CodeHeadMismatch + 1]prometheus.Counter
 	store           storeMetrics
 	closes          [closeReasonCount]prometheus.Counter
@@ -57,6 +60,7 @@ type Metrics struct {
 	droppedMismatch prometheus.Counter
 	droppedInvalid  prometheus.Counter
 	droppedUnknown  prometheus.Counter
+	reg             prometheus.Registerer // for the cluster's metrics, registered only in cluster mode
 }
 
 // depthGauge keeps a gauge at the number of messages waiting in the
@@ -111,6 +115,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.out[i] = out.WithLabelValues(k)
 		m.outBytes[i] = outBytes.WithLabelValues(k)
 	}
+	m.out[outRemote] = prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered"})
+	m.outBytes[outRemote] = prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered"})
+	m.reg = reg
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "errors_total",
 		Help: "Error messages sent to clients, by code."}, []string{"code"})
 	for _, c := range protocol.AllCodes() {

@@ -27,6 +27,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/livestore-relay/livestore-relay/actors/clusterpb"
 	"github.com/livestore-relay/livestore-relay/heads"
 	"github.com/livestore-relay/livestore-relay/protocol"
 )
@@ -68,6 +69,10 @@ type Config struct {
 	StateDir string
 	// MaxStoresPerUser bounds the sequenced stores with a head per user.
 	MaxStoresPerUser int // 256
+
+	// Cluster, when set, makes this node one of several that serve as one
+	// (cluster.go); nil is a single relay with no cluster code in its way.
+	Cluster *ClusterConfig
 }
 
 func (c *Config) setDefaults() {
@@ -130,6 +135,7 @@ type System struct {
 	nextID    atomic.Uint64
 
 	heads *heads.Keeper // store heads; outlives every room
+	cl    *clusterNode  // nil unless in cluster mode
 }
 
 // NewSystem starts the actor system and the directory.
@@ -186,6 +192,15 @@ func NewSystem(cfg Config) (*System, error) {
 		return nil, err
 	}
 	s.directory = pid
+	if cfg.Cluster != nil {
+		cl, err := startCluster(s, *cfg.Cluster, cfg.Metrics.reg)
+		if err != nil {
+			s.as.Shutdown()
+			_ = keeper.Close()
+			return nil, err
+		}
+		s.cl = cl
+	}
 	s.stopSweep = make(chan struct{})
 	s.swept.Add(1)
 	go s.sweeper()
@@ -226,6 +241,10 @@ type Admission struct {
 	room  *actor.PID
 	used  bool
 	ended bool
+	// In cluster mode, for a connection whose room is on another node:
+	// the connection's id, reserved here, and the owner that counted it.
+	id    uint64
+	owner string
 }
 
 // Admit reserves a connection slot for user, enforcing the per-user and
@@ -234,8 +253,18 @@ func (s *System) Admit(ctx context.Context, user string) (*Admission, error) {
 	if s.draining.Load() {
 		return nil, ErrDraining
 	}
+	if s.cl != nil {
+		return s.cl.admit(ctx, user)
+	}
+	return s.admitLocal(ctx, &admit{user: user})
+}
+
+// admitLocal asks the directory for a place in the user's room (or edge).
+func (s *System) admitLocal(ctx context.Context, m *admit) (*Admission, error) {
+	user := m.user
 	reply := make(chan admitReply, 1)
-	s.root.Send(s.directory, &admit{user: user, reply: reply})
+	m.reply = reply
+	s.root.Send(s.directory, m)
 	select {
 	case r := <-reply:
 		if r.err != nil {
@@ -262,6 +291,9 @@ func (a *Admission) Cancel() {
 		return
 	}
 	a.ended = true
+	if a.owner != "" {
+		a.sys.root.Send(endpointPID(a.owner), &clusterpb.Detach{User: a.user, Node: a.sys.cl.self, Conn: a.id})
+	}
 	a.sys.root.Send(a.sys.directory, &release{user: a.user, room: a.room})
 	a.sys.conns.Done()
 }
@@ -275,8 +307,12 @@ type ConnInfo struct {
 // user's room. The returned Session is for the socket's reader.
 func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 	a.used = true
+	id := a.id
+	if id == 0 {
+		id = s.nextID.Add(1)
+	}
 	c := &conn{
-		id:      s.nextID.Add(1),
+		id:      id,
 		user:    a.user,
 		room:    a.room,
 		sock:    sock,
@@ -301,6 +337,9 @@ func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 // Drain stops admitting connections and closes every open one with 1001.
 func (s *System) Drain() {
 	s.draining.Store(true)
+	if s.cl != nil {
+		s.cl.leave()
+	}
 	s.root.Send(s.directory, drainAll{})
 }
 
@@ -330,11 +369,18 @@ func (s *System) Shutdown() {
 	close(s.stopSweep)
 	s.swept.Wait()
 	s.root.Stop(s.directory)
+	if s.cl != nil {
+		s.cl.shutdown()
+	}
 	s.as.Shutdown()
 	// Last: a room still running may be waiting for the keeper.
 	if err := s.heads.Close(); err != nil {
 		s.log.Error().Err(err).Msg("closing the state file")
 	}
 }
+
+// Ready reports whether the node takes connections: always on a single
+// relay; in cluster mode once it has joined and until it leaves.
+func (s *System) Ready() bool { return s.cl == nil || s.cl.ready() }
 
 func (s *System) now() int64 { return s.cfg.Now().UnixMilli() }

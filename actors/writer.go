@@ -72,6 +72,11 @@ func (a *connActor) Receive(ctx actor.Context) {
 		// The room is gone: it closed its connections as it failed, unless
 		// this one had not joined it yet.
 		a.c.close(CloseInternal)
+	case barrier:
+		// Everything queued before it has been handed to the socket, which
+		// for a proxy means queued on its node.
+		a.flush()
+		m.done <- struct{}{}
 	case armExpiry:
 		if a.expiry == nil && a.c.reason.Load() == 0 {
 			c := a.c
@@ -79,6 +84,9 @@ func (a *connActor) Receive(ctx actor.Context) {
 		}
 	case attach:
 		a.c = m.c
+		if a.c.proxy {
+			return // logged on its own node
+		}
 		a.sys.log.Info().Uint64("conn", a.c.id).Str("user", a.c.user).Str("remote", a.c.sock.RemoteAddr()).Msg("connection opened")
 	case *actor.Stopping:
 		if a.c != nil {
@@ -262,7 +270,11 @@ func (a *connActor) stop(ctx actor.Context) {
 	}
 	_ = c.sock.Close()
 	ctx.Send(c.room, &leave{c: c})
-	ctx.Send(a.sys.directory, &release{user: c.user, room: c.room})
+	ctx.Send(a.sys.directory, &release{user: c.user, room: c.room, proxy: c.proxy})
+	if c.proxy {
+		a.sys.conns.Done()
+		return // counted and logged on its own node
+	}
 	r, code := c.closeReason(), c.closeCode()
 	a.sys.metrics.closed(r, code)
 	a.sys.metrics.Connections.Dec()

@@ -130,6 +130,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 			Mailbox:             o.mailbox,
 			StateDir:            o.stateDir,
 			MaxStoresPerUser:    o.maxStoresPerUser,
+			Cluster:             o.clusterConfig(),
 		},
 	})
 	if err != nil {

@@ -1,0 +1,124 @@
+package actors
+
+import (
+	"errors"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/livestore-relay/livestore-relay/actors/clusterpb"
+)
+
+// staticProvider is the membership of a fixed seed list: every
+// ProbeInterval this node asks each seed's endpoint whether it is a live
+// member of the same cluster. A seed that answers is a member; one that
+// has not answered ProbeFailures times in a row is not. Each node probes
+// on its own, so views differ for at most a probe round or two; a room
+// never accepts traffic on a node that does not own it in its own view.
+type staticProvider struct {
+	n     *clusterNode
+	seeds []string // without this node
+	quit  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+	// Owned by run.
+	fails   map[string]int
+	members map[string]*cluster.Member
+}
+
+func newStaticProvider(n *clusterNode) *staticProvider {
+	p := &staticProvider{n: n, quit: make(chan struct{}), done: make(chan struct{}),
+		fails: make(map[string]int), members: make(map[string]*cluster.Member)}
+	for _, s := range n.cfg.Peers {
+		if s != "" && s != n.self && !slices.Contains(p.seeds, s) {
+			p.seeds = append(p.seeds, s)
+		}
+	}
+	return p
+}
+
+func (p *staticProvider) StartMember(c *cluster.Cluster) error {
+	go p.run(c)
+	return nil
+}
+
+func (p *staticProvider) StartClient(*cluster.Cluster) error {
+	return errors.New("the static provider only starts members")
+}
+
+func (p *staticProvider) Shutdown(bool) error {
+	p.stop()
+	return nil
+}
+
+func (p *staticProvider) stop() {
+	p.once.Do(func() { close(p.quit) })
+}
+
+func (p *staticProvider) run(c *cluster.Cluster) {
+	defer close(p.done)
+	t := time.NewTicker(p.n.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		p.round(c)
+		select {
+		case <-p.quit:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// round probes every seed at once and publishes the members.
+func (p *staticProvider) round(c *cluster.Cluster) {
+	n := p.n
+	replies := make([]*clusterpb.ProbeReply, len(p.seeds))
+	var wg sync.WaitGroup
+	timeout := 2 * n.cfg.ProbeInterval
+	for i, seed := range p.seeds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := n.sys.root.RequestFuture(endpointPID(seed), &clusterpb.Probe{Cluster: n.cfg.Name}, timeout).Result()
+			if r, ok := res.(*clusterpb.ProbeReply); ok && err == nil {
+				replies[i] = r
+			}
+		}()
+	}
+	wg.Wait()
+	for i, seed := range p.seeds {
+		r := replies[i]
+		switch {
+		case r != nil && r.Cluster == n.cfg.Name && !r.Leaving:
+			p.fails[seed] = 0
+			if m := p.members[seed]; m == nil || m.Id != r.MemberId {
+				p.members[seed] = member(seed, r.MemberId)
+			}
+		case r != nil:
+			delete(p.members, seed) // another cluster, or leaving: out at once
+		default:
+			p.fails[seed]++
+			if p.fails[seed] >= n.cfg.ProbeFailures {
+				delete(p.members, seed)
+			}
+		}
+	}
+	list := make([]*cluster.Member, 0, len(p.members)+1)
+	if !n.leaving.Load() {
+		list = append(list, member(n.self, c.ActorSystem.ID))
+	}
+	for _, m := range p.members {
+		list = append(list, m)
+	}
+	c.MemberList.UpdateClusterTopology(list)
+}
+
+func member(addr, id string) *cluster.Member {
+	host, portText, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portText)
+	return &cluster.Member{Id: id, Host: host, Port: int32(port)}
+}

@@ -1,0 +1,374 @@
+// Package cluster tests several relay processes serving as one: each test
+// starts real relay binaries on 127.0.0.1 with the static provider and
+// spreads each user's devices over them.
+package cluster
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/livestore-relay/livestore-relay/test/relaytest"
+)
+
+// node is one relay process of a test cluster.
+type node struct {
+	*relaytest.Server
+	proc *relaytest.Process
+	addr string // its cluster address
+}
+
+// freeAddr finds a free port on 127.0.0.1 for a cluster address.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func secretEnv() []string {
+	return relaytest.CleanEnv("RELAY_JWT_SECRET=" + string(relaytest.Secret))
+}
+
+// startNode runs one relay of the cluster whose seed list is peers.
+func startNode(t *testing.T, addr string, peers []string, extra ...string) *node {
+	t.Helper()
+	args := append([]string{"--cluster-addr", addr, "--cluster-peers", strings.Join(peers, ","),
+		"--drain-timeout", "3s"}, extra...)
+	srv, proc := relaytest.StartBinary(t, secretEnv(), args...)
+	return &node{Server: srv, proc: proc, addr: addr}
+}
+
+// startCluster runs n relays that all know each other, and waits until
+// every one sees all n as members and is ready.
+func startCluster(t *testing.T, n int, extra ...string) []*node {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = freeAddr(t)
+	}
+	nodes := make([]*node, n)
+	for i := range nodes {
+		nodes[i] = startNode(t, addrs[i], addrs, extra...)
+	}
+	waitMembers(t, nodes, n)
+	return nodes
+}
+
+// waitMembers waits until every node sees want members and is ready.
+func waitMembers(t *testing.T, nodes []*node, want int) {
+	t.Helper()
+	for _, nd := range nodes {
+		relaytest.Eventually(t, 10*time.Second, fmt.Sprintf("%s to see %d members", nd.addr, want), func() bool {
+			return nd.Metric(t, "livestore_relay_cluster_members") == float64(want) && nd.ready(t)
+		})
+	}
+}
+
+func (nd *node) ready(t *testing.T) bool {
+	resp, err := http.Get(nd.HTTP + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// kill ends the node with SIGKILL.
+func (nd *node) kill(t *testing.T) {
+	t.Helper()
+	nd.proc.Signal(syscall.SIGKILL)
+	<-nd.proc.Exited()
+	nd.StopAsync() // nothing left to stop
+}
+
+// roomsOwned is how many rooms the node owns.
+func (nd *node) roomsOwned(t *testing.T) float64 {
+	return nd.Metric(t, "livestore_relay_cluster_rooms_owned")
+}
+
+// owner is the node that owns user's room, found by the rooms each node
+// owns while user is the only user connected.
+func ownerOf(t *testing.T, nodes []*node) int {
+	t.Helper()
+	owner := -1
+	relaytest.Eventually(t, 5*time.Second, "one node to own the room", func() bool {
+		owner = -1
+		for i, nd := range nodes {
+			if nd.roomsOwned(t) == 1 {
+				if owner >= 0 {
+					return false
+				}
+				owner = i
+			}
+		}
+		return owner >= 0
+	})
+	return owner
+}
+
+func TestClusterNodesJoinAndReportReady(t *testing.T) {
+	nodes := startCluster(t, 3)
+	for _, nd := range nodes {
+		if resp, _ := nd.Get(t, "/readyz"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: /readyz %d, want 200", nd.addr, resp.StatusCode)
+		}
+	}
+}
+
+func TestClusterRelaysBytesAcrossNodesAndAcksAfterEveryRecipient(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a := nodes[0].Dial(t, "alice", "laptop")
+	b := nodes[1].Dial(t, "alice", "phone")
+	c := nodes[2].Dial(t, "alice", "tablet")
+	a.Bind()
+	b.Bind()
+	c.Bind()
+	// Another user on the same nodes sees nothing of alice.
+	bob := nodes[1].Dial(t, "bob", "laptop")
+	bob.Bind()
+
+	for _, sender := range []*relaytest.Client{a, b, c} {
+		sent := sender.Push(sender.Event(map[string]any{"from": sender.ClientID, "x": "ünïcödé"}))
+		ack := sender.Expect("ack")
+		var n int
+		ack.Field(t, "receivedCount", &n)
+		if n != 1 {
+			t.Fatalf("ack %s, want receivedCount 1", ack.Raw)
+		}
+		for _, r := range []*relaytest.Client{a, b, c} {
+			if r == sender {
+				continue
+			}
+			got := r.Expect("push")
+			if !bytes.Equal(got.Raw, sent) {
+				t.Fatalf("%s got\n%s\nwant the bytes sent\n%s", r.ClientID, got.Raw, sent)
+			}
+		}
+	}
+	bob.ExpectQuiet()
+	a.ExpectQuiet()
+	b.ExpectQuiet()
+	c.ExpectQuiet()
+}
+
+func TestClusterKeepsEachSendersOrder(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a := nodes[0].Dial(t, "carol", "a")
+	b := nodes[1].Dial(t, "carol", "b")
+	c := nodes[2].Dial(t, "carol", "c")
+	a.Bind()
+	b.Bind()
+	c.Bind()
+	const n = 100
+	var sentA, sentB [][]byte
+	for i := range n {
+		sentA = append(sentA, a.Push(a.Event(i)))
+		sentB = append(sentB, b.Push(b.Event(i)))
+	}
+	for range n {
+		a.Expect("ack")
+		b.Expect("ack")
+	}
+	var fromA, fromB [][]byte
+	for range 2 * n {
+		m := c.Recv()
+		if m.Type != "push" {
+			t.Fatalf("c got %s, want a push", m.Raw)
+		}
+		if m.ClientID == "a" {
+			fromA = append(fromA, m.Raw)
+		} else {
+			fromB = append(fromB, m.Raw)
+		}
+	}
+	for i := range n {
+		if !bytes.Equal(fromA[i], sentA[i]) || !bytes.Equal(fromB[i], sentB[i]) {
+			t.Fatalf("push %d arrived out of order or changed", i)
+		}
+	}
+}
+
+func TestClusterOnlinePeersSpanTheCluster(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a := nodes[0].Dial(t, "dave", "a")
+	b := nodes[1].Dial(t, "dave", "b")
+	c := nodes[2].Dial(t, "dave", "c")
+	b.Bind()
+	c.Bind()
+	got := a.Bind().OnlinePeers
+	if !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("onlinePeers %v, want [b c]", got)
+	}
+	c.Close()
+	relaytest.Eventually(t, 5*time.Second, "c to leave the room", func() bool {
+		return slices.Equal(a.Bind().OnlinePeers, []string{"b"})
+	})
+}
+
+func TestClusterRoutesPeerPullAcrossNodes(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a := nodes[0].Dial(t, "erin", "a")
+	b := nodes[1].Dial(t, "erin", "b")
+	c := nodes[2].Dial(t, "erin", "c")
+	a.Bind()
+	b.Bind()
+	c.Bind()
+	req := a.Send(a.Envelope("peer_pull", map[string]any{"requestId": "r1", "sinceTimestamp": 0, "targetClientId": "c"}))
+	got := c.Expect("peer_pull")
+	if !bytes.Equal(got.Raw, req) {
+		t.Fatalf("c got %s, want %s", got.Raw, req)
+	}
+	resp := c.Send(c.Envelope("peer_pull_response", map[string]any{"requestId": "r1", "events": []any{c.Event(1)}, "hasMore": false}))
+	if back := a.Expect("peer_pull_response"); !bytes.Equal(back.Raw, resp) {
+		t.Fatalf("a got %s, want %s", back.Raw, resp)
+	}
+	// b was not asked: its answer is an error to b.
+	b.Send(b.Envelope("peer_pull_response", map[string]any{"requestId": "r1", "events": []any{}, "hasMore": false}))
+	b.ExpectError("unknown_request")
+	b.ExpectQuiet()
+}
+
+func TestClusterReplacesASessionOnAnotherNodeWith4002(t *testing.T) {
+	nodes := startCluster(t, 3)
+	old := nodes[0].Dial(t, "frank", "laptop")
+	old.Bind()
+	newer := nodes[1].Dial(t, "frank", "laptop")
+	newer.SessionID = old.SessionID
+	newer.Bind()
+	old.ExpectClose(4002)
+	// And the other way round.
+	third := nodes[2].Dial(t, "frank", "laptop")
+	third.SessionID = old.SessionID
+	third.Bind()
+	newer.ExpectClose(4002)
+}
+
+func TestClusterCountsTheUserLimitOverTheCluster(t *testing.T) {
+	nodes := startCluster(t, 3, "--max-conns-per-user", "2")
+	nodes[0].Dial(t, "gina", "a").Bind()
+	nodes[1].Dial(t, "gina", "b").Bind()
+	_, resp, err := nodes[2].DialWith(t, nodes[2].URL+"?token="+relaytest.Token(t, "gina"), nil)
+	if err == nil || relaytest.StatusOf(resp) != http.StatusTooManyRequests {
+		t.Fatalf("third connection: %v, status %d, want 429", err, relaytest.StatusOf(resp))
+	}
+}
+
+func TestClusterSequencedStoreAcrossNodes(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a := nodes[0].Dial(t, "hank", "a")
+	b := nodes[1].Dial(t, "hank", "b")
+	join := func(d *relaytest.Client, head map[string]any) relaytest.Msg {
+		d.Send(d.Envelope("pull", map[string]any{"storeId": "s1", "head": head}))
+		return d.Recv()
+	}
+	if m := join(a, map[string]any{"eventNumber": 0}); m.Type != "pull_response" {
+		t.Fatalf("a join: %s", m.Raw)
+	}
+	if m := join(b, map[string]any{"eventNumber": 0}); m.Type != "pull_response" {
+		t.Fatalf("b join: %s", m.Raw)
+	}
+	ev := func(d *relaytest.Client, n, parent int) map[string]any {
+		e := d.Event(n)
+		e["eventNumber"], e["parentEventNumber"] = n, parent
+		return e
+	}
+	push := a.Send(a.Envelope("push", map[string]any{"storeId": "s1", "events": []any{ev(a, 1, 0)}}))
+	a.Expect("ack")
+	if got := b.Expect("push"); !bytes.Equal(got.Raw, push) {
+		t.Fatalf("b got %s, want %s", got.Raw, push)
+	}
+	// b pushes on a stale head: the owner's head is 1.
+	b.Send(b.Envelope("push", map[string]any{"storeId": "s1", "events": []any{ev(b, 1, 0)}}))
+	b.ExpectError("head_mismatch")
+	b.Send(b.Envelope("push", map[string]any{"storeId": "s1", "events": []any{ev(b, 2, 1)}}))
+	b.Expect("ack")
+	a.Expect("push")
+}
+
+func TestClusterNodeKillRehomesItsRooms(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a := nodes[0].Dial(t, "ivan", "a")
+	b := nodes[1].Dial(t, "ivan", "b")
+	c := nodes[2].Dial(t, "ivan", "c")
+	a.Bind()
+	b.Bind()
+	c.Bind()
+	owner := ownerOf(t, nodes)
+	start := time.Now()
+	nodes[owner].kill(t)
+	var alive []*node
+	var devices []*relaytest.Client
+	for i, d := range []*relaytest.Client{a, b, c} {
+		if i == owner {
+			continue
+		}
+		alive = append(alive, nodes[i])
+		d.ExpectClose(websocket.StatusServiceRestart)
+		devices = append(devices, d)
+	}
+	waitMembers(t, alive, 2)
+	// The devices reconnect and find each other in the room's new home.
+	x := alive[0].Dial(t, "ivan", devices[0].ClientID)
+	y := alive[1].Dial(t, "ivan", devices[1].ClientID)
+	x.Bind()
+	if got := y.Bind().OnlinePeers; !slices.Equal(got, []string{x.ClientID}) {
+		t.Fatalf("onlinePeers %v, want [%s]", got, x.ClientID)
+	}
+	sent := x.Push(x.Event(1))
+	x.Expect("ack")
+	if got := y.Expect("push"); !bytes.Equal(got.Raw, sent) {
+		t.Fatalf("after the kill: got %s", got.Raw)
+	}
+	t.Logf("room back on a surviving node %v after the kill", time.Since(start))
+}
+
+func TestClusterJoinMovesOnlyTheRoomsTheNewNodeOwns(t *testing.T) {
+	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	nodes := []*node{startNode(t, addrs[0], addrs), startNode(t, addrs[1], addrs)}
+	waitMembers(t, nodes, 2)
+	const users = 30
+	type pair struct{ x, y *relaytest.Client }
+	pairs := make([]pair, users)
+	for i := range pairs {
+		u := fmt.Sprintf("user-%d", i)
+		p := pair{nodes[0].Dial(t, u, "x"), nodes[1].Dial(t, u, "y")}
+		p.x.Bind()
+		p.y.Bind()
+		pairs[i] = p
+	}
+	joiner := startNode(t, addrs[2], addrs)
+	waitMembers(t, append(nodes, joiner), 3)
+	moved := 0
+	relaytest.Eventually(t, 5*time.Second, "re-homing to finish", func() bool {
+		return nodes[0].roomsOwned(t)+nodes[1].roomsOwned(t)+joiner.roomsOwned(t) <= users
+	})
+	rehomed := nodes[0].Metric(t, "livestore_relay_cluster_rehomed_rooms_total") + nodes[1].Metric(t, "livestore_relay_cluster_rehomed_rooms_total")
+	for _, p := range pairs {
+		// A moved room's connections are closed with 1012; the others keep
+		// relaying.
+		p.x.Push(p.x.Event(1))
+		m := p.x.Recv()
+		switch {
+		case m.Type == "ack":
+			if got := p.y.Recv(); got.Type != "push" {
+				t.Fatalf("unmoved room: y got %s", got.Raw)
+			}
+		default:
+			t.Fatalf("x got %s", m.Raw)
+		}
+		_ = moved
+	}
+	_ = rehomed
+}
