@@ -113,7 +113,7 @@ func newClusterMetrics(reg prometheus.Registerer) clusterMetrics {
 		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "received_bytes_total",
 			Help: "Bytes of frames received from other nodes."}),
 		rehomed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "rehomed_rooms_total",
-			Help: "Rooms and edges whose owner changed with the member list; their connections were closed with 1012."}),
+			Help: "Rooms this node owned that moved to another node with the member list; their connections were closed with 1012."}),
 	}
 	reg.MustRegister(m.members, m.ownedRooms, m.framesOut, m.bytesOut, m.framesIn, m.bytesIn, m.rehomed)
 	return m

@@ -70,8 +70,12 @@ func (e *edge) Receive(ctx actor.Context) {
 			_ = c.sock.Close()
 		}
 	case *actor.Stopping:
+		// The directory stops an edge once its last connection is
+		// released, and a stop overtakes the leave that came before it:
+		// the owner is told here. An edge that failed closes its own.
 		for _, c := range e.conns {
 			c.close(CloseInternal)
+			ctx.Send(e.to, &clusterpb.Detach{User: e.user, Node: e.sys.cl.self, Conn: c.id})
 		}
 	}
 }

@@ -83,6 +83,11 @@ func (p *staticProvider) round(c *cluster.Cluster) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if p.members[seed] == nil && !listening(seed, timeout) {
+				// Not up yet: a remote message now would stall remoting's
+				// connection to it for seconds of retries.
+				return
+			}
 			res, err := n.sys.root.RequestFuture(endpointPID(seed), &clusterpb.Probe{Cluster: n.cfg.Name}, timeout).Result()
 			if r, ok := res.(*clusterpb.ProbeReply); ok && err == nil {
 				replies[i] = r
@@ -115,6 +120,16 @@ func (p *staticProvider) round(c *cluster.Cluster) {
 		list = append(list, m)
 	}
 	c.MemberList.UpdateClusterTopology(list)
+}
+
+// listening reports whether addr accepts TCP connections.
+func listening(addr string, timeout time.Duration) bool {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
 }
 
 func member(addr, id string) *cluster.Member {

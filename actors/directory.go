@@ -190,7 +190,9 @@ func (d *directory) rehome(ctx actor.Context) {
 			continue
 		}
 		e.moving = true
-		cl.m.rehomed.Inc()
+		if e.edge == "" {
+			cl.m.rehomed.Inc()
+		}
 		d.sys.log.Info().Str("user", user).Str("owner", owner).Bool("room", e.edge == "").Msg("re-homing: the user's room moved")
 		ctx.Send(e.pid, moveOut{})
 	}

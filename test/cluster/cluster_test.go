@@ -41,13 +41,28 @@ func secretEnv() []string {
 	return relaytest.CleanEnv("RELAY_JWT_SECRET=" + string(relaytest.Secret))
 }
 
+// execNode starts one relay of the cluster whose seed list is peers, and
+// returns at once; listen waits until it serves.
+func execNode(t *testing.T, addr string, peers []string, extra ...string) *node {
+	t.Helper()
+	args := append([]string{"--addr", "127.0.0.1:0", "--cluster-addr", addr, "--cluster-peers", strings.Join(peers, ","),
+		"--drain-timeout", "3s"}, extra...)
+	return &node{proc: relaytest.Exec(t, secretEnv(), args...), addr: addr}
+}
+
+// listen waits until the node serves; it is stopped with SIGTERM, and must
+// exit 0, when the test ends.
+func (nd *node) listen(t *testing.T) *node {
+	t.Helper()
+	nd.Server = nd.proc.Server(nd.proc.Listening())
+	t.Cleanup(func() { nd.Stop(t) })
+	return nd
+}
+
 // startNode runs one relay of the cluster whose seed list is peers.
 func startNode(t *testing.T, addr string, peers []string, extra ...string) *node {
 	t.Helper()
-	args := append([]string{"--cluster-addr", addr, "--cluster-peers", strings.Join(peers, ","),
-		"--drain-timeout", "3s"}, extra...)
-	srv, proc := relaytest.StartBinary(t, secretEnv(), args...)
-	return &node{Server: srv, proc: proc, addr: addr}
+	return execNode(t, addr, peers, extra...).listen(t)
 }
 
 // startCluster runs n relays that all know each other, and waits until
@@ -60,7 +75,10 @@ func startCluster(t *testing.T, n int, extra ...string) []*node {
 	}
 	nodes := make([]*node, n)
 	for i := range nodes {
-		nodes[i] = startNode(t, addrs[i], addrs, extra...)
+		nodes[i] = execNode(t, addrs[i], addrs, extra...)
+	}
+	for _, nd := range nodes {
+		nd.listen(t)
 	}
 	waitMembers(t, nodes, n)
 	return nodes
@@ -177,9 +195,17 @@ func TestClusterKeepsEachSendersOrder(t *testing.T) {
 		sentA = append(sentA, a.Push(a.Event(i)))
 		sentB = append(sentB, b.Push(b.Event(i)))
 	}
-	for range n {
-		a.Expect("ack")
-		b.Expect("ack")
+	// Each sender reads its n acks among the other's n pushes.
+	for _, d := range []*relaytest.Client{a, b} {
+		acks := 0
+		for range 2 * n {
+			if d.Recv().Type == "ack" {
+				acks++
+			}
+		}
+		if acks != n {
+			t.Fatalf("%s: %d acks, want %d", d.ClientID, acks, n)
+		}
 	}
 	var fromA, fromB [][]byte
 	for range 2 * n {
@@ -336,9 +362,12 @@ func TestClusterNodeKillRehomesItsRooms(t *testing.T) {
 
 func TestClusterJoinMovesOnlyTheRoomsTheNewNodeOwns(t *testing.T) {
 	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
-	nodes := []*node{startNode(t, addrs[0], addrs), startNode(t, addrs[1], addrs)}
+	nodes := []*node{execNode(t, addrs[0], addrs), execNode(t, addrs[1], addrs)}
+	for _, nd := range nodes {
+		nd.listen(t)
+	}
 	waitMembers(t, nodes, 2)
-	const users = 30
+	const users = 60
 	type pair struct{ x, y *relaytest.Client }
 	pairs := make([]pair, users)
 	for i := range pairs {
@@ -349,26 +378,56 @@ func TestClusterJoinMovesOnlyTheRoomsTheNewNodeOwns(t *testing.T) {
 		pairs[i] = p
 	}
 	joiner := startNode(t, addrs[2], addrs)
-	waitMembers(t, append(nodes, joiner), 3)
-	moved := 0
-	relaytest.Eventually(t, 5*time.Second, "re-homing to finish", func() bool {
-		return nodes[0].roomsOwned(t)+nodes[1].roomsOwned(t)+joiner.roomsOwned(t) <= users
-	})
-	rehomed := nodes[0].Metric(t, "livestore_relay_cluster_rehomed_rooms_total") + nodes[1].Metric(t, "livestore_relay_cluster_rehomed_rooms_total")
-	for _, p := range pairs {
-		// A moved room's connections are closed with 1012; the others keep
-		// relaying.
-		p.x.Push(p.x.Event(1))
-		m := p.x.Recv()
-		switch {
-		case m.Type == "ack":
-			if got := p.y.Recv(); got.Type != "push" {
-				t.Fatalf("unmoved room: y got %s", got.Raw)
-			}
-		default:
-			t.Fatalf("x got %s", m.Raw)
-		}
-		_ = moved
+	all := append(nodes, joiner)
+	waitMembers(t, all, 3)
+	rehomed := func() (n0, n1 float64) {
+		return nodes[0].Metric(t, "livestore_relay_cluster_rehomed_rooms_total"),
+			nodes[1].Metric(t, "livestore_relay_cluster_rehomed_rooms_total")
 	}
-	_ = rehomed
+	// Both old nodes have re-homed (each owned rooms that the joiner now
+	// owns) and released the moved rooms.
+	relaytest.Eventually(t, 5*time.Second, "re-homing", func() bool {
+		r0, r1 := rehomed()
+		return r0 > 0 && r1 > 0 && nodes[0].roomsOwned(t)+nodes[1].roomsOwned(t)+r0+r1 == users
+	})
+	r0, r1 := rehomed()
+	moved := 0
+	for i, p := range pairs {
+		p.x.Send(p.x.Envelope("pull", map[string]any{}))
+		m, err := p.x.TryRecv(relaytest.Timeout)
+		if err == nil {
+			// Not moved: still connected, still relaying.
+			if m.Type != "pull_response" {
+				t.Fatalf("pair %d: got %s", i, m.Raw)
+			}
+			sent := p.x.Push(p.x.Event(i))
+			p.x.Expect("ack")
+			if got := p.y.Expect("push"); !bytes.Equal(got.Raw, sent) {
+				t.Fatalf("pair %d: y got %s", i, got.Raw)
+			}
+			continue
+		}
+		if got := websocket.CloseStatus(err); got != websocket.StatusServiceRestart {
+			t.Fatalf("pair %d: x ended with %v, want 1012", i, err)
+		}
+		p.y.ExpectClose(websocket.StatusServiceRestart)
+		moved++
+		// The devices reconnect, to the same nodes, into the room's new home.
+		u := fmt.Sprintf("user-%d", i)
+		x, y := nodes[0].Dial(t, u, "x"), nodes[1].Dial(t, u, "y")
+		x.Bind()
+		y.Bind()
+		sent := x.Push(x.Event(i))
+		x.Expect("ack")
+		if got := y.Expect("push"); !bytes.Equal(got.Raw, sent) {
+			t.Fatalf("moved pair %d: y got %s", i, got.Raw)
+		}
+	}
+	if float64(moved) != r0+r1 {
+		t.Fatalf("%d pairs were closed with 1012, but %v rooms were re-homed", moved, r0+r1)
+	}
+	relaytest.Eventually(t, 5*time.Second, "the joiner to own the moved rooms", func() bool {
+		return joiner.roomsOwned(t) == float64(moved) && nodes[0].roomsOwned(t)+nodes[1].roomsOwned(t) == float64(users-moved)
+	})
+	t.Logf("a third node joining two: %d of %d rooms moved", moved, users)
 }
