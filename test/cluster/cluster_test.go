@@ -431,3 +431,41 @@ func TestClusterJoinMovesOnlyTheRoomsTheNewNodeOwns(t *testing.T) {
 	})
 	t.Logf("a third node joining two: %d of %d rooms moved", moved, users)
 }
+
+func TestClusterDrainOfOneNodeLeavesTheOthersServing(t *testing.T) {
+	nodes := startCluster(t, 3)
+	devs := []*relaytest.Client{nodes[0].Dial(t, "jill", "a"), nodes[1].Dial(t, "jill", "b"), nodes[2].Dial(t, "jill", "c")}
+	for _, d := range devs {
+		d.Bind()
+	}
+	owner := ownerOf(t, nodes)
+	// Drain a node that does not own the room: only its own socket closes.
+	other := (owner + 1) % 3
+	third := 3 - owner - other
+	done := nodes[other].StopAsync()
+	devs[other].ExpectClose(websocket.StatusGoingAway)
+	if err := <-done; err != nil {
+		t.Fatalf("drained node: %v", err)
+	}
+	relaytest.Eventually(t, 5*time.Second, "the drained node's device to leave the room", func() bool {
+		return slices.Equal(devs[owner].Bind().OnlinePeers, []string{devs[third].ClientID})
+	})
+	sent := devs[owner].Push(devs[owner].Event(1))
+	devs[owner].Expect("ack")
+	if got := devs[third].Expect("push"); !bytes.Equal(got.Raw, sent) {
+		t.Fatalf("got %s", got.Raw)
+	}
+	// Drain the owner: its socket gets 1001, the room's other device 1012,
+	// and that device finds the room again on the node that is left.
+	done = nodes[owner].StopAsync()
+	devs[owner].ExpectClose(websocket.StatusGoingAway)
+	devs[third].ExpectClose(websocket.StatusServiceRestart)
+	if err := <-done; err != nil {
+		t.Fatalf("drained owner: %v", err)
+	}
+	waitMembers(t, []*node{nodes[third]}, 1)
+	d := nodes[third].Dial(t, "jill", "c")
+	d.Bind()
+	d.Push(d.Event(2))
+	d.Expect("ack")
+}
