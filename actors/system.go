@@ -27,7 +27,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
-	"github.com/livestore-relay/livestore-relay/heads"
+	"github.com/livestore-relay/livestore-relay/actors/heads"
 	"github.com/livestore-relay/livestore-relay/protocol"
 )
 
