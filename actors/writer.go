@@ -270,7 +270,7 @@ func (a *connActor) stop(ctx actor.Context) {
 	if id := c.ident.Load(); id != nil {
 		ev = ev.Str("clientId", id.clientID).Str("sessionId", id.sessionID)
 	}
-	ev.Dur("duration", a.sys.cfg.Now().Sub(c.opened)).Uint16("code", code).Str("reason", r.String()).
+	ev.Int64("duration_ms", a.sys.cfg.Now().Sub(c.opened).Milliseconds()).Uint16("code", code).Str("reason", r.String()).
 		Int64("messages_in", c.msgsIn.Load()).Int64("messages_out", c.msgsOut.Load()).Msg("connection closed")
 	a.sys.conns.Done()
 }
