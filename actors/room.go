@@ -8,6 +8,7 @@ import (
 
 	"github.com/livestore-relay/livestore-relay/actors/heads"
 	"github.com/livestore-relay/livestore-relay/protocol"
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
 type (
@@ -205,7 +206,7 @@ func (r *room) sweep(ctx actor.Context) {
 			c.close(CloseLiveness)
 			continue
 		case quiet >= interval:
-			c.enqueue(ctx, &ctrlFrame{b: pingFrame})
+			c.enqueue(ctx, &ctrlFrame{b: wsframe.Ping()})
 		}
 		r.checkExpiry(ctx, c, now)
 	}
@@ -257,7 +258,7 @@ func (r *room) push(ctx actor.Context, p *peer, m *inbound) {
 
 func (r *room) pull(ctx actor.Context, p *peer) {
 	peers := otherClients(r.bound, p)
-	_, f := appendServerFrame(make([]byte, 0, 160+len(peers)*32), func(b []byte) []byte {
+	_, f := wsframe.AppendText(make([]byte, 0, 160+len(peers)*32), func(b []byte) []byte {
 		return protocol.AppendPullResponse(b, r.sys.now(), peers)
 	})
 	r.deliver(ctx, p, &serverFrame{b: f, kind: outPullResponse})
@@ -327,7 +328,7 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 			r.answerStorePeerPull(ctx, p, m)
 			return
 		}
-		_, f := appendServerFrame(make([]byte, 0, 160+len(m.requestID)), func(b []byte) []byte {
+		_, f := wsframe.AppendText(make([]byte, 0, 160+len(m.requestID)), func(b []byte) []byte {
 			return protocol.AppendServerPeerPullResponse(b, r.sys.now(), []byte(m.requestID))
 		})
 		r.deliver(ctx, p, &serverFrame{b: f, kind: outPeerPullResponse})

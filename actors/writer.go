@@ -8,6 +8,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/livestore-relay/livestore-relay/protocol"
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
 const (
@@ -112,7 +113,7 @@ func (a *connActor) queue(msg any) {
 		if m.c == c {
 			kind = outAck
 			now := a.sys.now()
-			b.scratch, f = appendServerFrame(b.scratch, func(d []byte) []byte {
+			b.scratch, f = wsframe.AppendText(b.scratch, func(d []byte) []byte {
 				if m.storeID() != "" {
 					return protocol.AppendStoreAck(d, now, m.events, m.lastTs, m.storeID(), m.store.head)
 				}
@@ -124,7 +125,7 @@ func (a *connActor) queue(msg any) {
 	case *protocol.Error:
 		kind = outError
 		now := a.sys.now()
-		b.scratch, f = appendServerFrame(b.scratch, func(d []byte) []byte {
+		b.scratch, f = wsframe.AppendText(b.scratch, func(d []byte) []byte {
 			return protocol.AppendError(d, now, m.Code, m.Message)
 		})
 	case *serverFrame:
@@ -219,18 +220,8 @@ func (c *conn) closeCode() uint16 {
 	if r := c.closeReason(); r != ClosePeer {
 		return r.Code()
 	}
-	return echoCode(uint16(c.peerCode.Load()))
+	return wsframe.EchoCode(uint16(c.peerCode.Load()))
 }
-
-// echoCode is the code a server answers a client's close with.
-func echoCode(peer uint16) uint16 {
-	if peer == 0 || peer == 1005 {
-		return 1000
-	}
-	return peer
-}
-
-var pingFrame = []byte{0x89, 0x00}
 
 func relayKind(t protocol.Type) int {
 	switch t {

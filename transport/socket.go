@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
 // socket is the write side of an upgraded connection, as the connection
@@ -38,12 +38,11 @@ func (s *socket) WriteFrames(frames [][]byte) error {
 }
 
 func (s *socket) WriteClose(code uint16, reason string) error {
-	f := ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(code), reason))
 	now := time.Now()
 	if err := s.c.SetWriteDeadline(now.Add(min(s.writeTimeout, time.Second+s.closeGrace))); err != nil {
 		return err
 	}
-	if err := ws.WriteFrame(s.c, f); err != nil {
+	if _, err := s.c.Write(wsframe.Close(code, reason)); err != nil {
 		return err
 	}
 	// Half-close so the peer reads the close frame and then the end of the
