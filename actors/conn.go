@@ -64,7 +64,7 @@ type (
 	// the server's own peer_pull_response).
 	serverFrame struct {
 		b    []byte
-		kind int
+		kind outKind
 	}
 	closeNow   struct{}
 	readerDone struct{}

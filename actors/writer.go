@@ -107,7 +107,7 @@ func (a *connActor) queue(msg any) {
 		b = a.b
 	}
 	var f []byte
-	var kind int
+	var kind outKind
 	switch m := msg.(type) {
 	case *inbound:
 		if m.c == c {
@@ -223,7 +223,7 @@ func (c *conn) closeCode() uint16 {
 	return wsframe.EchoCode(uint16(c.peerCode.Load()))
 }
 
-func relayKind(t protocol.Type) int {
+func relayKind(t protocol.Type) outKind {
 	switch t {
 	case protocol.TypePeerPull:
 		return outPeerPull
