@@ -29,7 +29,8 @@ type peer struct {
 	stores   []string // the sequenced stores it joined, in join order
 }
 
-// pullRequest is a peer_pull waiting for its targets' responses.
+// pullRequest is a peer_pull waiting for its targets' responses. Owned by
+// the room; its timer's callback only carries it back in an expire message.
 type pullRequest struct {
 	id      string
 	from    *peer
@@ -337,6 +338,10 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 	}
 	req := &pullRequest{id: m.requestID, from: p, targets: accepted}
 	self := r.self
+	// The callback runs on the timer's own goroutine: it must not touch the
+	// room's state (req included), only send the room a message carrying
+	// req. The room then checks whether req is still pending (finish is
+	// idempotent), so a timer that fires as it is stopped does no harm.
 	req.timer = time.AfterFunc(r.sys.cfg.PeerPullTimeout, func() { r.sys.root.Send(self, &expire{req: req}) })
 	p.requests++
 	r.pending[req.id] = append(r.pending[req.id], req)

@@ -44,6 +44,11 @@ type identity struct{ clientID, sessionID string }
 // queues the same value to every recipient (they write frame) and to the
 // sender (which writes the ack), so a relayed push costs one allocation
 // besides its buffer.
+//
+// Ownership: the session fills it and sends it to the room; the room may
+// still set store.head before it queues the message to anyone. From the
+// first enqueue on it is shared by every recipient's actor, concurrently,
+// and read-only: nobody writes it, or frame's bytes, again.
 type inbound struct {
 	c      *conn
 	typ    protocol.Type

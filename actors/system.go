@@ -14,6 +14,21 @@
 //     into a new room.
 //   - A connection actor that fails is stopped; its Stopping handler closes
 //     the socket with 1011 and leaves the room.
+//
+// Files, by owner:
+//   - system.go, directory.go: the System and the directory actor.
+//   - room.go, store.go: the room actor (store.go: sequenced stores); the
+//     head keeper is package actors/heads.
+//   - session.go: Session, the reader's side of a connection; it runs on
+//     the connection's reader goroutine.
+//   - conn.go: conn, the state of one connection that the reader, the
+//     room, timers and the connection actor share, with its methods that
+//     are safe from any goroutine (enqueue, close). Kept apart from the
+//     actor because everything in it is shared and everything in the
+//     actor's file is not.
+//   - connactor.go: the connection actor, its messages, private state and
+//     handlers: the only writer of the socket.
+//   - close.go, metrics.go, store_metrics.go: close reasons, metrics.
 package actors
 
 import (

@@ -9,7 +9,8 @@ import (
 )
 
 // socket is the write side of an upgraded connection, as the connection
-// actor uses it. Only that actor writes; Close may come from anywhere.
+// actor uses it (actors.Socket says who calls what). Only that actor
+// writes; Close may come from any goroutine.
 type socket struct {
 	c            net.Conn
 	writeTimeout time.Duration
@@ -51,6 +52,8 @@ func (s *socket) WriteClose(code uint16, reason string) error {
 		_ = tc.CloseWrite()
 	}
 	if pc := s.reader.Load(); pc != nil {
+		// The epoll reader has no read deadline to end a lingering close:
+		// the timer's goroutine does, through what is safe from anywhere.
 		time.AfterFunc(s.closeGrace, pc.expire)
 	}
 	return s.c.SetReadDeadline(now.Add(s.closeGrace))

@@ -11,6 +11,29 @@ import (
 	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
+// Messages for the connection actor. Queued items (*inbound,
+// *protocol.Error, *serverFrame, *ctrlFrame) come through conn.enqueue and
+// are counted against the send-queue bound; the others are control
+// messages, sent directly and not counted.
+type (
+	// serverFrame is a complete frame made by the room (pull_response,
+	// the server's own peer_pull_response).
+	serverFrame struct {
+		b    []byte
+		kind outKind
+	}
+	closeNow   struct{}
+	readerDone struct{}
+	ctrlFrame  struct{ b []byte } // a ping or a pong
+	// attach is a connection actor's first message: the actors share one
+	// Props, so the connection is handed over this way.
+	attach struct{ c *conn }
+	// armExpiry asks for a timer at the token's expiry, which is near.
+	armExpiry struct{}
+	// watchRoom asks the actor to watch its room: a peer's close waits on it.
+	watchRoom struct{}
+)
+
 const (
 	batchScratch   = 8 << 10   // room for server-encoded frames in one batch
 	maxServerFrame = 1 << 10   // the largest ack, error or pong the writer encodes
@@ -29,7 +52,9 @@ type batch struct {
 
 // connActor owns one socket's write side. Frames arrive through its mailbox,
 // which is the connection's send queue; frames already waiting there are
-// written together in one system call.
+// written together in one system call. Its fields are its own: only
+// Receive, on the actor's goroutine, touches them. What other goroutines
+// share with it is in conn.
 type connActor struct {
 	c         *conn // set by the first message, attach
 	sys       *System
@@ -76,6 +101,9 @@ func (a *connActor) Receive(ctx actor.Context) {
 	case armExpiry:
 		if a.expiry == nil && a.c.reason.Load() == 0 {
 			c := a.c
+			// The callback runs on the timer's own goroutine, possibly
+			// after the actor has stopped: it touches only c.close, which
+			// is safe from anywhere (and a no-op once the end is decided).
 			a.expiry = time.AfterFunc(max(c.expires.Sub(a.sys.cfg.Now()), 0), func() { c.close(CloseTokenExpired) })
 		}
 	case attach:
@@ -212,15 +240,6 @@ func (a *connActor) writeClose(ctx actor.Context) {
 		a.stopping = true
 		ctx.Stop(ctx.Self())
 	}
-}
-
-// closeCode is the code the connection is closed with: its reason's, or
-// the peer's own echoed.
-func (c *conn) closeCode() uint16 {
-	if r := c.closeReason(); r != ClosePeer {
-		return r.Code()
-	}
-	return wsframe.EchoCode(uint16(c.peerCode.Load()))
 }
 
 func relayKind(t protocol.Type) outKind {
