@@ -62,6 +62,12 @@ fuzz: ## fuzz every parser briefly (FUZZTIME each)
 	$(GO) test -run='^$$' -fuzz='^FuzzTokenFromCookie$$' -fuzztime=$(FUZZTIME) ./auth/
 	$(GO) test -run='^$$' -fuzz='^FuzzOriginAllow$$' -fuzztime=$(FUZZTIME) ./auth/
 
+.PHONY: proto
+proto: ## regenerate actors/clusterpb from its .proto (needs protoc; installs protoc-gen-go at go.mod's protobuf version)
+	@command -v protoc >/dev/null || { echo "proto: protoc is required (Debian: apt-get install protobuf-compiler)" >&2; exit 1; }
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$$($(GO) list -m -f '{{.Version}}' google.golang.org/protobuf)
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=module=github.com/livestore-relay/livestore-relay actors/clusterpb/cluster.proto
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf $(BIN)

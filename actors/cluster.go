@@ -81,10 +81,12 @@ type clusterNode struct {
 	members atomic.Pointer[[]string]
 	joined  atomic.Bool
 	leaving atomic.Bool
-	pid     *actor.PID // the endpoint actor
-	m       clusterMetrics
-	stopped chan struct{}
-	topoSub *eventstream.Subscription
+	// sharedHeads: store heads live in etcd, not in each node's keeper.
+	sharedHeads bool
+	pid         *actor.PID // the endpoint actor
+	m           clusterMetrics
+	stopped     chan struct{}
+	topoSub     *eventstream.Subscription
 }
 
 type clusterMetrics struct {
@@ -367,6 +369,16 @@ func (n *clusterNode) tryAdmit(ctx context.Context, user string) (*Admission, er
 	return nil, ErrUnavailable
 }
 
+// successor is the member that will own user once this node has left.
+func (n *clusterNode) successor(user string) string {
+	ms := n.members.Load()
+	if ms == nil {
+		return ""
+	}
+	others := slices.DeleteFunc(slices.Clone(*ms), func(m string) bool { return m == n.self })
+	return rendezvous(others, user)
+}
+
 // ready reports whether this node has joined the cluster.
 func (n *clusterNode) ready() bool { return n.joined.Load() && !n.leaving.Load() }
 
@@ -374,8 +386,9 @@ func (n *clusterNode) ready() bool { return n.joined.Load() && !n.leaving.Load()
 type (
 	// rehome asks the directory to re-home what this node no longer owns.
 	rehome struct{}
-	// moveOut closes a room's or edge's connections: its owner changed.
-	moveOut struct{}
+	// moveOut closes a room's or edge's connections: its owner changed
+	// to owner.
+	moveOut struct{ owner string }
 	// nodesLeft tells the endpoint that members have left.
 	nodesLeft struct{ addrs []string }
 	// barrier asks a proxy's writer to hand everything queued before it to
@@ -425,6 +438,9 @@ func (e *endpoint) Receive(ctx actor.Context) {
 		if c := e.proxies[proxyKey{m.Node, m.Conn}]; c != nil {
 			ctx.Send(c.room, peerClose{c: c})
 		}
+	case *clusterpb.HeadsHandover:
+		e.takeHeads(m)
+		ctx.Respond(&clusterpb.HandoverDone{})
 	case *nodesLeft:
 		for key, c := range e.proxies {
 			if slices.Contains(m.addrs, key.node) {

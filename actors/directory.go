@@ -194,6 +194,6 @@ func (d *directory) rehome(ctx actor.Context) {
 			cl.m.rehomed.Inc()
 		}
 		d.sys.log.Info().Str("user", user).Str("owner", owner).Bool("room", e.edge == "").Msg("re-homing: the user's room moved")
-		ctx.Send(e.pid, moveOut{})
+		ctx.Send(e.pid, moveOut{owner: owner})
 	}
 }

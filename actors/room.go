@@ -87,7 +87,9 @@ func (r *room) Receive(ctx actor.Context) {
 	case sweep:
 		r.sweep(ctx)
 	case moveOut:
-		// The user's room now lives on another node.
+		// The user's room now lives on another node: its heads go there
+		// before its connections are told to reconnect.
+		r.handover(m.owner)
 		for c := range r.peers {
 			c.close(CloseRehomed)
 		}
@@ -99,6 +101,9 @@ func (r *room) Receive(ctx actor.Context) {
 	case *expire:
 		r.finish(m.req)
 	case drainAll:
+		if r.sys.cl != nil {
+			r.handover(r.sys.cl.successor(r.user))
+		}
 		for c := range r.peers {
 			c.close(CloseGoingAway)
 		}

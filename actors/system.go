@@ -42,8 +42,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
-	"github.com/livestore-relay/livestore-relay/actors/heads"
 	"github.com/livestore-relay/livestore-relay/actors/clusterpb"
+	"github.com/livestore-relay/livestore-relay/actors/heads"
 	"github.com/livestore-relay/livestore-relay/protocol"
 )
 
@@ -168,8 +168,8 @@ type System struct {
 	conns     sync.WaitGroup
 	nextID    atomic.Uint64
 
-	heads *heads.Keeper // store heads; outlives every room
-	cl    *clusterNode  // nil unless in cluster mode
+	heads headStore    // store heads; outlives every room
+	cl    *clusterNode // nil unless in cluster mode
 }
 
 // NewSystem starts the actor system and the directory.
@@ -188,16 +188,9 @@ func NewSystem(cfg Config) (*System, error) {
 		return nil, errors.New(`actors: mailbox must be "ring" or "lockfree"`)
 	}
 	s := &System{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics}
-	keeper, err := heads.Open(heads.Config{Dir: cfg.StateDir, MaxStoresPerUser: cfg.MaxStoresPerUser, Logger: cfg.Logger,
-		ObserveWrite: func(d time.Duration) { cfg.Metrics.store.writeSeconds.Observe(d.Seconds()) }})
+	keeper, err := s.openHeads()
 	if err != nil {
 		return nil, err
-	}
-	s.heads = keeper
-	if keeper.Durable() {
-		s.log.Info().Str("dir", cfg.StateDir).Int("heads", keeper.Restored()).Msg("store heads are kept in the state directory")
-	} else {
-		s.log.Warn().Msg("no --state-dir: store heads are kept in memory and will not survive a restart")
 	}
 	logger := slog.New(zerolog.NewSlogHandler(cfg.Logger.With().Str("component", "actor").Logger().Level(maxLevel(cfg.Logger.GetLevel(), zerolog.WarnLevel))))
 	s.as = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }),
@@ -228,6 +221,9 @@ func NewSystem(cfg Config) (*System, error) {
 	s.directory = pid
 	if cfg.Cluster != nil {
 		cl, err := startCluster(s, *cfg.Cluster, cfg.Metrics.reg)
+		if cl != nil {
+			cl.sharedHeads = cfg.Cluster.Provider == "etcd"
+		}
 		if err != nil {
 			s.as.Shutdown()
 			_ = keeper.Close()

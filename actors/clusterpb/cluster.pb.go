@@ -846,6 +846,168 @@ func (x *CloseConn) GetReason() int32 {
 	return 0
 }
 
+// StoreHead is one sequenced store's head.
+type StoreHead struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Store         string                 `protobuf:"bytes,1,opt,name=store,proto3" json:"store,omitempty"`
+	EventNumber   int64                  `protobuf:"varint,2,opt,name=event_number,json=eventNumber,proto3" json:"event_number,omitempty"`
+	ClientId      string                 `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	SessionId     string                 `protobuf:"bytes,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreHead) Reset() {
+	*x = StoreHead{}
+	mi := &file_actors_clusterpb_cluster_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreHead) ProtoMessage() {}
+
+func (x *StoreHead) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_clusterpb_cluster_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreHead.ProtoReflect.Descriptor instead.
+func (*StoreHead) Descriptor() ([]byte, []int) {
+	return file_actors_clusterpb_cluster_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *StoreHead) GetStore() string {
+	if x != nil {
+		return x.Store
+	}
+	return ""
+}
+
+func (x *StoreHead) GetEventNumber() int64 {
+	if x != nil {
+		return x.EventNumber
+	}
+	return 0
+}
+
+func (x *StoreHead) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *StoreHead) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+// HeadsHandover gives a user's store heads to the node that now owns the
+// user's room, before the room's connections are told to reconnect there.
+// The receiver takes each head as a device's join would announce it, so a
+// head it already knows is never moved backwards. Answered with
+// HandoverDone.
+type HeadsHandover struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Heads         []*StoreHead           `protobuf:"bytes,2,rep,name=heads,proto3" json:"heads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeadsHandover) Reset() {
+	*x = HeadsHandover{}
+	mi := &file_actors_clusterpb_cluster_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeadsHandover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeadsHandover) ProtoMessage() {}
+
+func (x *HeadsHandover) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_clusterpb_cluster_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeadsHandover.ProtoReflect.Descriptor instead.
+func (*HeadsHandover) Descriptor() ([]byte, []int) {
+	return file_actors_clusterpb_cluster_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *HeadsHandover) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *HeadsHandover) GetHeads() []*StoreHead {
+	if x != nil {
+		return x.Heads
+	}
+	return nil
+}
+
+type HandoverDone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandoverDone) Reset() {
+	*x = HandoverDone{}
+	mi := &file_actors_clusterpb_cluster_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandoverDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandoverDone) ProtoMessage() {}
+
+func (x *HandoverDone) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_clusterpb_cluster_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandoverDone.ProtoReflect.Descriptor instead.
+func (*HandoverDone) Descriptor() ([]byte, []int) {
+	return file_actors_clusterpb_cluster_proto_rawDescGZIP(), []int{13}
+}
+
 var File_actors_clusterpb_cluster_proto protoreflect.FileDescriptor
 
 const file_actors_clusterpb_cluster_proto_rawDesc = "" +
@@ -917,7 +1079,17 @@ const file_actors_clusterpb_cluster_proto_rawDesc = "" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\"7\n" +
 	"\tCloseConn\x12\x12\n" +
 	"\x04conn\x18\x01 \x01(\x04R\x04conn\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\x05R\x06reasonB=Z;github.com/livestore-relay/livestore-relay/actors/clusterpbb\x06proto3"
+	"\x06reason\x18\x02 \x01(\x05R\x06reason\"\x80\x01\n" +
+	"\tStoreHead\x12\x14\n" +
+	"\x05store\x18\x01 \x01(\tR\x05store\x12!\n" +
+	"\fevent_number\x18\x02 \x01(\x03R\veventNumber\x12\x1b\n" +
+	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x04 \x01(\tR\tsessionId\"]\n" +
+	"\rHeadsHandover\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x128\n" +
+	"\x05heads\x18\x02 \x03(\v2\".livestore.relay.cluster.StoreHeadR\x05heads\"\x0e\n" +
+	"\fHandoverDoneB=Z;github.com/livestore-relay/livestore-relay/actors/clusterpbb\x06proto3"
 
 var (
 	file_actors_clusterpb_cluster_proto_rawDescOnce sync.Once
@@ -932,7 +1104,7 @@ func file_actors_clusterpb_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_clusterpb_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_actors_clusterpb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_actors_clusterpb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_actors_clusterpb_cluster_proto_goTypes = []any{
 	(AttachReply_Result)(0), // 0: livestore.relay.cluster.AttachReply.Result
 	(*Probe)(nil),           // 1: livestore.relay.cluster.Probe
@@ -946,15 +1118,19 @@ var file_actors_clusterpb_cluster_proto_goTypes = []any{
 	(*Deliver)(nil),         // 9: livestore.relay.cluster.Deliver
 	(*Delivered)(nil),       // 10: livestore.relay.cluster.Delivered
 	(*CloseConn)(nil),       // 11: livestore.relay.cluster.CloseConn
+	(*StoreHead)(nil),       // 12: livestore.relay.cluster.StoreHead
+	(*HeadsHandover)(nil),   // 13: livestore.relay.cluster.HeadsHandover
+	(*HandoverDone)(nil),    // 14: livestore.relay.cluster.HandoverDone
 }
 var file_actors_clusterpb_cluster_proto_depIdxs = []int32{
-	0, // 0: livestore.relay.cluster.AttachReply.result:type_name -> livestore.relay.cluster.AttachReply.Result
-	6, // 1: livestore.relay.cluster.Inbound.store:type_name -> livestore.relay.cluster.StoreIn
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	0,  // 0: livestore.relay.cluster.AttachReply.result:type_name -> livestore.relay.cluster.AttachReply.Result
+	6,  // 1: livestore.relay.cluster.Inbound.store:type_name -> livestore.relay.cluster.StoreIn
+	12, // 2: livestore.relay.cluster.HeadsHandover.heads:type_name -> livestore.relay.cluster.StoreHead
+	3,  // [3:3] is the sub-list for method output_type
+	3,  // [3:3] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_actors_clusterpb_cluster_proto_init() }
@@ -968,7 +1144,7 @@ func file_actors_clusterpb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_clusterpb_cluster_proto_rawDesc), len(file_actors_clusterpb_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -136,6 +136,34 @@ func ownerOf(t *testing.T, nodes []*node) int {
 	return owner
 }
 
+// joinStore joins d to store announcing head n (its own ids when n > 0)
+// and returns the answer.
+func joinStore(d *relaytest.Client, store string, n int) relaytest.Msg {
+	head := map[string]any{"eventNumber": n}
+	if n > 0 {
+		head["clientId"], head["sessionId"] = d.ClientID, d.SessionID
+	}
+	d.Send(d.Envelope("pull", map[string]any{"storeId": store, "head": head}))
+	return d.Recv()
+}
+
+// storePush pushes one event numbered n on parent n-1 to store.
+func storePush(d *relaytest.Client, store string, n int) []byte {
+	e := d.Event(n)
+	e["eventNumber"], e["parentEventNumber"] = n, n-1
+	return d.Send(d.Envelope("push", map[string]any{"storeId": store, "events": []any{e}}))
+}
+
+// headOf is payload.head.eventNumber of a store's pull_response or error.
+func headOf(t *testing.T, m relaytest.Msg) int {
+	t.Helper()
+	var h struct {
+		EventNumber int `json:"eventNumber"`
+	}
+	m.Field(t, "head", &h)
+	return h.EventNumber
+}
+
 func TestClusterNodesJoinAndReportReady(t *testing.T) {
 	nodes := startCluster(t, 3)
 	for _, nd := range nodes {
@@ -373,8 +401,11 @@ func TestClusterJoinMovesOnlyTheRoomsTheNewNodeOwns(t *testing.T) {
 	for i := range pairs {
 		u := fmt.Sprintf("user-%d", i)
 		p := pair{nodes[0].Dial(t, u, "x"), nodes[1].Dial(t, u, "y")}
-		p.x.Bind()
-		p.y.Bind()
+		joinStore(p.x, "s", 0)
+		joinStore(p.y, "s", 0)
+		storePush(p.x, "s", 1)
+		p.x.Expect("ack")
+		p.y.Expect("push")
 		pairs[i] = p
 	}
 	joiner := startNode(t, addrs[2], addrs)
@@ -416,7 +447,13 @@ func TestClusterJoinMovesOnlyTheRoomsTheNewNodeOwns(t *testing.T) {
 		u := fmt.Sprintf("user-%d", i)
 		x, y := nodes[0].Dial(t, u, "x"), nodes[1].Dial(t, u, "y")
 		x.Bind()
-		y.Bind()
+		// The store's head moved with the room: a device that announces a
+		// stale head learns the relay's, and cannot fork from the old one.
+		if m := joinStore(y, "s", 0); m.Type != "pull_response" || headOf(t, m) != 1 {
+			t.Fatalf("moved pair %d: join answered %s, want the head 1 handed over", i, m.Raw)
+		}
+		storePush(y, "s", 1)
+		y.ExpectError("head_mismatch")
 		sent := x.Push(x.Event(i))
 		x.Expect("ack")
 		if got := y.Expect("push"); !bytes.Equal(got.Raw, sent) {

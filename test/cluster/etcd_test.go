@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/livestore-relay/livestore-relay/test/relaytest"
 )
 
@@ -59,4 +60,27 @@ func TestClusterWithTheEtcdProvider(t *testing.T) {
 	if got := b.Expect("push"); !bytes.Equal(got.Raw, sent) {
 		t.Fatalf("b got %s", got.Raw)
 	}
+	joinStore(a, "s", 0)
+	joinStore(b, "s", 0)
+	storePush(a, "s", 1)
+	a.Expect("ack")
+	b.Expect("push")
+
+	// Kill the room's node: the store's head is in etcd, so the room's new
+	// node knows it even though it never saw the push, and a device that
+	// announces the stale head cannot fork.
+	owner := ownerOf(t, nodes)
+	nodes[owner].kill(t)
+	survivor := nodes[1-owner]
+	devs := []*relaytest.Client{a, b}
+	devs[1-owner].ExpectClose(websocket.StatusServiceRestart)
+	waitMembers(t, []*node{survivor}, 1)
+	d := survivor.Dial(t, "kim", devs[1-owner].ClientID)
+	if m := joinStore(d, "s", 0); m.Type != "pull_response" || headOf(t, m) != 1 {
+		t.Fatalf("join after the kill answered %s, want head 1 from etcd", m.Raw)
+	}
+	storePush(d, "s", 1)
+	d.ExpectError("head_mismatch")
+	storePush(d, "s", 2) // on the head: accepted
+	d.Expect("ack")
 }
