@@ -27,7 +27,7 @@ type node struct {
 }
 
 // freeAddr finds a free port on 127.0.0.1 for a cluster address.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,7 +43,7 @@ func secretEnv() []string {
 
 // execNode starts one relay of the cluster whose seed list is peers, and
 // returns at once; listen waits until it serves.
-func execNode(t *testing.T, addr string, peers []string, extra ...string) *node {
+func execNode(t testing.TB, addr string, peers []string, extra ...string) *node {
 	t.Helper()
 	args := append([]string{"--addr", "127.0.0.1:0", "--cluster-addr", addr, "--cluster-peers", strings.Join(peers, ","),
 		"--drain-timeout", "3s"}, extra...)
@@ -52,7 +52,7 @@ func execNode(t *testing.T, addr string, peers []string, extra ...string) *node 
 
 // listen waits until the node serves; it is stopped with SIGTERM, and must
 // exit 0, when the test ends.
-func (nd *node) listen(t *testing.T) *node {
+func (nd *node) listen(t testing.TB) *node {
 	t.Helper()
 	nd.Server = nd.proc.Server(nd.proc.Listening())
 	t.Cleanup(func() { nd.Stop(t) })
@@ -60,14 +60,14 @@ func (nd *node) listen(t *testing.T) *node {
 }
 
 // startNode runs one relay of the cluster whose seed list is peers.
-func startNode(t *testing.T, addr string, peers []string, extra ...string) *node {
+func startNode(t testing.TB, addr string, peers []string, extra ...string) *node {
 	t.Helper()
 	return execNode(t, addr, peers, extra...).listen(t)
 }
 
 // startCluster runs n relays that all know each other, and waits until
 // every one sees all n as members and is ready.
-func startCluster(t *testing.T, n int, extra ...string) []*node {
+func startCluster(t testing.TB, n int, extra ...string) []*node {
 	t.Helper()
 	addrs := make([]string, n)
 	for i := range addrs {
@@ -85,7 +85,7 @@ func startCluster(t *testing.T, n int, extra ...string) []*node {
 }
 
 // waitMembers waits until every node sees want members and is ready.
-func waitMembers(t *testing.T, nodes []*node, want int) {
+func waitMembers(t testing.TB, nodes []*node, want int) {
 	t.Helper()
 	for _, nd := range nodes {
 		relaytest.Eventually(t, 10*time.Second, fmt.Sprintf("%s to see %d members", nd.addr, want), func() bool {
@@ -94,7 +94,7 @@ func waitMembers(t *testing.T, nodes []*node, want int) {
 	}
 }
 
-func (nd *node) ready(t *testing.T) bool {
+func (nd *node) ready(t testing.TB) bool {
 	resp, err := http.Get(nd.HTTP + "/readyz")
 	if err != nil {
 		return false
@@ -104,7 +104,7 @@ func (nd *node) ready(t *testing.T) bool {
 }
 
 // kill ends the node with SIGKILL.
-func (nd *node) kill(t *testing.T) {
+func (nd *node) kill(t testing.TB) {
 	t.Helper()
 	nd.proc.Signal(syscall.SIGKILL)
 	<-nd.proc.Exited()
@@ -112,13 +112,13 @@ func (nd *node) kill(t *testing.T) {
 }
 
 // roomsOwned is how many rooms the node owns.
-func (nd *node) roomsOwned(t *testing.T) float64 {
+func (nd *node) roomsOwned(t testing.TB) float64 {
 	return nd.Metric(t, "livestore_relay_cluster_rooms_owned")
 }
 
 // owner is the node that owns user's room, found by the rooms each node
 // owns while user is the only user connected.
-func ownerOf(t *testing.T, nodes []*node) int {
+func ownerOf(t testing.TB, nodes []*node) int {
 	t.Helper()
 	owner := -1
 	relaytest.Eventually(t, 5*time.Second, "one node to own the room", func() bool {
@@ -155,7 +155,7 @@ func storePush(d *relaytest.Client, store string, n int) []byte {
 }
 
 // headOf is payload.head.eventNumber of a store's pull_response or error.
-func headOf(t *testing.T, m relaytest.Msg) int {
+func headOf(t testing.TB, m relaytest.Msg) int {
 	t.Helper()
 	var h struct {
 		EventNumber int `json:"eventNumber"`
