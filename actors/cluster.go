@@ -42,6 +42,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/livestore-relay/livestore-relay/actors/clusterpb"
 	"github.com/livestore-relay/livestore-relay/protocol"
@@ -183,7 +184,7 @@ func startCluster(s *System, cfg ClusterConfig, reg prometheus.Registerer) (*clu
 		remote.WithAdvertisedHost(cfg.Addr),
 		remote.WithEndpointWriterBatchSize(64),
 		remote.WithServerOptions(grpc.MaxRecvMsgSize(maxMsg), grpc.MaxSendMsgSize(maxMsg)),
-		remote.WithDialOptions(grpc.WithInsecure(), //nolint:staticcheck // the option remote itself defaults to
+		remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg))))
 	cc := cluster.Configure(cfg.Name, provider, disthash.New(), rc,
 		cluster.WithHeartbeatExpiration(time.Hour)) // membership is the provider's alone
@@ -358,7 +359,10 @@ func (n *clusterNode) tryAdmit(ctx context.Context, user string) (*Admission, er
 	if err == nil && r != nil && r.Result == clusterpb.AttachReply_OK {
 		return a, nil
 	}
-	a.owner = "" // nothing to detach
+	if err == nil {
+		a.owner = "" // refused: nothing to detach
+	}
+	// A lost answer may hide an attach that happened: Cancel detaches it.
 	a.Cancel()
 	switch {
 	case r != nil && r.Result == clusterpb.AttachReply_USER_LIMIT:
