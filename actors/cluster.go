@@ -163,8 +163,11 @@ func startCluster(s *System, cfg ClusterConfig, reg prometheus.Registerer) (*clu
 	_ = ln.Close()
 	bindHost, _, _ := net.SplitHostPort(bind)
 
-	n := &clusterNode{sys: s, cfg: cfg, self: cfg.Addr, stopped: make(chan struct{})}
+	n := &clusterNode{sys: s, cfg: cfg, self: cfg.Addr, stopped: make(chan struct{}), sharedHeads: cfg.Provider == "etcd"}
 	n.m = newClusterMetrics(reg)
+	// Set before anything can run that reads it (the directory re-homes on
+	// the first member list).
+	s.cl = n
 	var provider cluster.ClusterProvider
 	switch cfg.Provider {
 	case "static":
@@ -188,6 +191,8 @@ func startCluster(s *System, cfg ClusterConfig, reg prometheus.Registerer) (*clu
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg), grpc.MaxCallSendMsgSize(maxMsg))))
 	cc := cluster.Configure(cfg.Name, provider, disthash.New(), rc,
 		cluster.WithHeartbeatExpiration(time.Hour)) // membership is the provider's alone
+	// Never gossip: it would block members on heartbeats of its own.
+	cc.GossipInterval = time.Hour
 	n.cl = cluster.New(s.as, cc)
 
 	// The endpoint actor exists before anyone can reach this node.
@@ -216,6 +221,10 @@ func startCluster(s *System, cfg ClusterConfig, reg prometheus.Registerer) (*clu
 	if err := <-started; err != nil {
 		return nil, err
 	}
+	// Membership is the provider's alone: protoactor's gossip would also
+	// block members on its own heartbeats, and it reads the block list
+	// without the lock its writers take.
+	n.cl.Gossip.Shutdown()
 	s.log.Info().Str("addr", cfg.Addr).Str("provider", cfg.Provider).Str("cluster", cfg.Name).Msg("cluster member started")
 	return n, nil
 }
@@ -286,7 +295,23 @@ func (n *clusterNode) leave() {
 	if n.leaving.Swap(true) {
 		return
 	}
-	if n.static == nil {
+	switch {
+	case n.static != nil:
+		// It answers probes as leaving from now on.
+	case n.cfg.Provider == "etcd":
+		// The provider's own Shutdown races with its keep-alive; removing
+		// the member's key is what tells the others.
+		if h, ok := n.sys.heads.(*etcdHeads); ok {
+			key := etcdBaseKey + "/" + n.cfg.Name + "/" + n.cfg.Name + "@" + n.sys.as.ID
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if _, err := h.client.Delete(ctx, key); err != nil {
+					n.sys.log.Warn().Err(err).Msg("could not leave the cluster in etcd; the others drop this node when its lease expires")
+				}
+			}()
+		}
+	default:
 		go func() { _ = n.cl.Config.ClusterProvider.Shutdown(true) }()
 	}
 }

@@ -220,16 +220,12 @@ func NewSystem(cfg Config) (*System, error) {
 	}
 	s.directory = pid
 	if cfg.Cluster != nil {
-		cl, err := startCluster(s, *cfg.Cluster, cfg.Metrics.reg)
-		if cl != nil {
-			cl.sharedHeads = cfg.Cluster.Provider == "etcd"
-		}
-		if err != nil {
+		if _, err := startCluster(s, *cfg.Cluster, cfg.Metrics.reg); err != nil {
+			s.cl = nil
 			s.as.Shutdown()
 			_ = keeper.Close()
 			return nil, err
 		}
-		s.cl = cl
 	}
 	s.stopSweep = make(chan struct{})
 	s.swept.Add(1)
