@@ -409,6 +409,12 @@ export class StoreSync {
             return false
           }
         }
+        this.log('debug', 'history page', {
+          storeId: this.storeId,
+          from: page.fromClientId,
+          events: events.length,
+          hasMore: page.hasMore,
+        })
         const result = this.sequencer.offer(events)
         if (result.accepted.length > 0) {
           progressed = true
