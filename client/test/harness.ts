@@ -16,7 +16,7 @@ import { Events, Schema, State, type Store, createStorePromise, makeSchema } fro
 import { Effect, LogLevel, Option, Stream } from '@livestore/utils/effect'
 import WebSocket from 'ws'
 
-import { type ForkInfo, type Logger, type SeqEvent, leaderLog, makeRelaySync } from '../src/index.ts'
+import { type ForkInfo, type Logger, RelayClient, type SeqEvent, type StoreHead, leaderLog, makeRelaySync } from '../src/index.ts'
 
 // --- schema: a small todo app ---
 
@@ -155,6 +155,25 @@ export class Relay {
   }
 }
 
+/** The head the relay holds for a store, as a fresh connection joining with an empty head sees it. */
+export const relayHead = async (relay: Relay, storeId: string): Promise<StoreHead | undefined> => {
+  const client = new RelayClient({
+    url: relay.url,
+    clientId: 'probe',
+    sessionId: 'probe',
+    token: relay.token(),
+    WebSocket: WebSocket as never,
+  })
+  client.start()
+  try {
+    await client.whenReady()
+    const response = await client.pull({ storeId, head: { eventNumber: 0 } })
+    return response.payload.head
+  } finally {
+    client.close()
+  }
+}
+
 // --- a TCP proxy between one device and the relay ---
 
 export class Proxy {
@@ -234,10 +253,13 @@ export class Proxy {
 
 // --- devices ---
 
-const debugLogger: Logger | undefined =
-  process.env.DEBUG_RELAY_CLIENT === undefined
-    ? undefined
-    : (level, message, fields) => console.error(`[${level}] ${message}`, fields ?? '')
+/** DEBUG_RELAY_CLIENT=/path/to/file: the client's log lines, per device. */
+const debugLogger = (clientId: string): Logger | undefined => {
+  const file = process.env.DEBUG_RELAY_CLIENT
+  if (file === undefined || file === '') return undefined
+  return (level, message, fields) =>
+    fs.appendFileSync(file, `${Date.now()} ${clientId} [${level}] ${message} ${JSON.stringify(fields ?? {})}\n`)
+}
 
 /** Wraps a backend to capture the leader's event log database (to compare devices' logs). */
 const captureLeader =
@@ -285,7 +307,7 @@ export class Device {
         onFork: (fork) => forks.push(fork),
         reconnect: { initialMs: 50, maxMs: 400 },
         catchUpRetry: { initialMs: 100, maxMs: 500 },
-        logger: options.logger ?? debugLogger,
+        logger: options.logger ?? debugLogger(options.clientId),
       }),
       (db) => (dbRef.db = db),
     )

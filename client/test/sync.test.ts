@@ -138,10 +138,14 @@ describe('LiveStore devices over the relay', () => {
     await waitFor('A confirmed 5,000', () => a.confirmedHead() === total && a.unconfirmed() === 0, 120_000)
 
     let pages = 0
+    let started = performance.now()
     const logger: Logger = (_level, message) => {
-      if (message === 'history page') pages++
+      if (message === 'history page') {
+        pages++
+        if (process.env.DEBUG_TIMING !== undefined) console.log(`# page ${pages} at ${Math.round(performance.now() - started)} ms`)
+      }
     }
-    const started = performance.now()
+    started = performance.now()
     const c = await device('c5', storeId, { blockingSyncTimeoutMs: 60_000, logger })
     const elapsed = performance.now() - started
     // The blocking initial sync returned only once every page had been applied.
