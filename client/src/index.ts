@@ -12,6 +12,7 @@ export type {
   PeerPullRequest,
   RelayClientOptions,
   RelayClientStatus,
+  RelayTransport,
   SendOptions,
   TokenSource,
   WebSocketConstructor,

@@ -785,3 +785,9 @@ export class RelayClient {
     }
   }
 }
+
+/** The part of RelayClient a sequenced store uses (a test can stand in for it). */
+export type RelayTransport = Pick<
+  RelayClient,
+  'status' | 'start' | 'onPush' | 'onClose' | 'onStatus' | 'onOpen' | 'setPeerPullHandler' | 'pull' | 'push' | 'peerPull'
+>

@@ -174,15 +174,16 @@ export class Sequencer {
       for (const [after, batch] of [...this.early]) {
         const rest = batch.filter((event) => event.seqNum > this.headNumber)
         const first = rest[0]
-        if (first === undefined || first.seqNum === this.headNumber + 1) {
-          this.early.delete(after)
-          this.earlyCount -= batch.length
-          for (const event of rest) {
-            this.advance(event)
-            out.push(event)
-          }
-          progressed = progressed || rest.length > 0
+        if (first !== undefined && first.seqNum !== this.headNumber + 1) continue
+        this.early.delete(after)
+        this.earlyCount -= batch.length
+        // A batch that does not chain onto the head can never fit: dropped.
+        if (first === undefined || first.parentSeqNum !== this.headNumber) continue
+        for (const event of rest) {
+          this.advance(event)
+          out.push(event)
         }
+        progressed = true
       }
     }
     return out

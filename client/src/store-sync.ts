@@ -6,7 +6,7 @@ import {
   RelayError,
   isValidHead,
 } from './protocol.ts'
-import type { Logger, PeerPullAnswer, RelayClient } from './relay-client.ts'
+import type { Logger, PeerPullAnswer, RelayTransport } from './relay-client.ts'
 import { type SeqEvent, Sequencer, fromWire, headOf, sameEvent, toWire } from './sequencer.ts'
 import { Backoff, sleep } from './timing.ts'
 
@@ -75,7 +75,7 @@ export interface PullItem {
 }
 
 export interface StoreSyncOptions {
-  readonly client: RelayClient
+  readonly client: RelayTransport
   readonly storeId: string
   readonly onFork?: ((fork: ForkInfo) => void) | undefined
   readonly logger?: Logger | undefined
@@ -93,7 +93,7 @@ const READ_BATCH = 500
  */
 export class StoreSync {
   readonly storeId: string
-  private readonly client: RelayClient
+  private readonly client: RelayTransport
   private readonly log: Logger
   private readonly onForkCallback: ((fork: ForkInfo) => void) | undefined
 
