@@ -20,11 +20,14 @@ run: build ## start the relay in development mode (prints tokens to try it)
 	$(BIN)/relay --dev $(RUN_FLAGS)
 
 .PHONY: test
-test: asyncapi-deps ## run every test with the race detector (integration tests with both socket readers)
-	$(GO) test -race -shuffle=on -count=1 -timeout 8m ./...
+test: node-deps ## run every test with the race detector (integration tests with both socket readers); installs Node.js if missing
+	RELAYTEST_REQUIRE_NODE=1 $(GO) test -race -shuffle=on -count=1 -timeout 8m ./...
 	RELAYTEST_READER=goroutine $(GO) test -race -shuffle=on -count=1 -timeout 4m ./test/integration/
 
 ASYNCAPI_DIR ?= test/asyncapi
+
+.PHONY: node-deps
+node-deps: asyncapi-deps ## install Node.js (through apt, as root, when missing) and the npm packages the tests use
 
 .PHONY: asyncapi-deps
 asyncapi-deps: ## install the AsyncAPI validator's npm packages (and Node.js, as root on Debian)

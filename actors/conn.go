@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -36,7 +37,8 @@ type conn struct {
 	expires time.Time
 	opened  time.Time
 
-	// Send-queue accounting: enqueuers add, the actor subtracts after writing.
+	// Send-queue accounting: enqueuers add, the actor subtracts as it hands
+	// a batch to the socket.
 	queuedMsgs  atomic.Int64
 	queuedBytes atomic.Int64
 
@@ -44,8 +46,12 @@ type conn struct {
 	// nothing more is queued and the actor writes the close frame.
 	reason   atomic.Uint32
 	peerCode atomic.Uint32 // the code of a peer-initiated close
-	lastRead atomic.Int64  // unix nanoseconds of the last frame read
-	ident    atomic.Pointer[identity]
+	// peerClosed is set by the reader when it reads the peer's close frame;
+	// the room then decides the close (ClosePeer) once it has handled
+	// everything read before it.
+	peerClosed atomic.Bool
+	lastRead   atomic.Int64 // unix nanoseconds of the last frame read
+	ident      atomic.Pointer[identity]
 
 	msgsIn  atomic.Int64 // messages read, for the close log line
 	msgsOut atomic.Int64 // frames written, for the close log line
@@ -68,6 +74,8 @@ type (
 	attach struct{ c *conn }
 	// armExpiry asks for a timer at the token's expiry, which is near.
 	armExpiry struct{}
+	// watchRoom asks the actor to watch its room: a peer's close waits on it.
+	watchRoom struct{}
 )
 
 const ackCost = 128 // bytes an ack is counted as before it is encoded
@@ -96,18 +104,42 @@ func (c *conn) enqueue(sender actor.SenderContext, msg any) bool {
 	}
 	n := cost(c, msg)
 	msgs := c.queuedMsgs.Add(1)
+	if msgs <= 0 {
+		c.queuedMsgs.Add(-1) // the actor has stopped; nobody would write it
+		return false
+	}
+	// Counted in the gauge with the counter: if the actor stops from here
+	// on, its stop subtracts this message with the rest.
+	c.sys.metrics.SendQueue.Inc()
 	bytes := c.queuedBytes.Add(n)
 	if msgs > int64(c.sys.cfg.SendQueueMessages) || bytes > c.sys.cfg.SendQueueBytes {
-		c.queuedMsgs.Add(-1)
 		c.queuedBytes.Add(-n)
+		if c.queuedMsgs.Add(-1) >= 0 {
+			c.sys.metrics.SendQueue.Dec() // else the stop has subtracted it
+		}
 		if c.close(CloseSlowConsumer) {
 			c.sys.metrics.SlowConsumers.Inc()
 		}
 		return false
 	}
-	c.sys.metrics.SendQueue.Inc()
 	sender.Send(c.pid, msg)
 	return true
+}
+
+// stoppedQueue marks the message counter of a connection whose actor has
+// stopped: far enough below zero that no number of concurrent enqueuers
+// brings it back above.
+const stoppedQueue = math.MinInt64 / 2
+
+// dropQueue ends the send-queue accounting of a stopped connection. The
+// messages still counted will never be written (protoactor discards a
+// stopped actor's mailbox, and enqueuers may still be about to send), so
+// they leave the gauge here, each exactly once: an enqueuer that counts a
+// message later sees the mark and takes it back itself.
+func (c *conn) dropQueue() {
+	left := c.queuedMsgs.Swap(stoppedQueue)
+	c.queuedBytes.Store(0)
+	c.sys.metrics.SendQueue.Sub(float64(left))
 }
 
 // close decides the connection's end. Only the first reason counts; it

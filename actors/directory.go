@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"errors"
+
 	"github.com/asynkron/protoactor-go/actor"
 )
 
@@ -32,12 +34,43 @@ type (
 	sweep    struct{}
 )
 
+// errAdmitFailed answers an admission the directory failed to handle.
+var errAdmitFailed = errors.New("actors: admission failed")
+
+// admit finds or creates user's room and counts one more connection in it.
+func (d *directory) admit(ctx actor.Context, user string) admitReply {
+	if h := d.sys.cfg.FaultHook; h != nil {
+		h("directory", user)
+	}
+	cfg, st := &d.sys.cfg, d.state
+	if d.sys.draining.Load() {
+		return admitReply{err: ErrDraining}
+	}
+	if cfg.MaxConns > 0 && st.total >= cfg.MaxConns {
+		return admitReply{err: ErrGlobalLimit}
+	}
+	e := st.rooms[user]
+	if e != nil && e.conns >= cfg.MaxConnsPerUser {
+		return admitReply{err: ErrUserLimit}
+	}
+	if e == nil {
+		props := actor.PropsFromProducer(func() actor.Actor { return newRoom(d.sys, user) }, d.sys.roomOpts...)
+		e = &roomEntry{pid: ctx.Spawn(props)}
+		st.rooms[user] = e
+		d.sys.metrics.Rooms.Inc()
+	}
+	e.conns++
+	st.total++
+	return admitReply{room: e.pid}
+}
+
 type roomEntry struct {
 	pid   *actor.PID
 	conns int
 }
 
-// directoryState survives a restart of the directory actor.
+// directoryState is the directory's bookkeeping: each user's room and
+// admitted connections, and their total.
 type directoryState struct {
 	rooms map[string]*roomEntry
 	total int
@@ -52,30 +85,10 @@ func (d *directory) Receive(ctx actor.Context) {
 	st := d.state
 	switch m := ctx.Message().(type) {
 	case *admit:
-		cfg := &d.sys.cfg
-		if d.sys.draining.Load() {
-			m.reply <- admitReply{err: ErrDraining}
-			return
-		}
-		if cfg.MaxConns > 0 && st.total >= cfg.MaxConns {
-			m.reply <- admitReply{err: ErrGlobalLimit}
-			return
-		}
-		e := st.rooms[m.user]
-		if e != nil && e.conns >= cfg.MaxConnsPerUser {
-			m.reply <- admitReply{err: ErrUserLimit}
-			return
-		}
-		if e == nil {
-			user := m.user
-			props := actor.PropsFromProducer(func() actor.Actor { return newRoom(d.sys, user) }, d.sys.roomOpts...)
-			e = &roomEntry{pid: ctx.Spawn(props)}
-			st.rooms[m.user] = e
-			d.sys.metrics.Rooms.Inc()
-		}
-		e.conns++
-		st.total++
-		m.reply <- admitReply{room: e.pid}
+		r := admitReply{err: errAdmitFailed}
+		// Deferred so that an admission that fails still gets its answer.
+		defer func() { m.reply <- r }()
+		r = d.admit(ctx, m.user)
 	case *release:
 		e := st.rooms[m.user]
 		if e == nil || !e.pid.Equal(m.room) {

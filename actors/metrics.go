@@ -48,7 +48,8 @@ type Metrics struct {
 	inBytes         [protocol.TypePeerPullResponse + 1]prometheus.Counter
 	out             [kindCount]prometheus.Counter
 	outBytes        [kindCount]prometheus.Counter
-	errors          [protocol.CodeInternalError + 1]prometheus.Counter
+	errors          [protocol.CodeHeadMismatch + 1]prometheus.Counter
+	store           storeMetrics
 	closes          [closeReasonCount]prometheus.Counter
 	closesByCode    *prometheus.CounterVec
 	drops           *prometheus.CounterVec
@@ -88,7 +89,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DirMailbox: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "directory_mailbox_depth_messages",
 			Help: "Messages waiting for the room directory actor."}),
 		SendQueue: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "send_queue_messages",
-			Help: "Messages queued for all connections and not yet written."}),
+			Help: "Messages queued for all connections and not yet handed to their sockets."}),
 		closesByCode: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "closes_total",
 			Help: "Closed connections by close code and reason."}, []string{"code", "reason"}),
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "dropped_messages_total",
@@ -123,6 +124,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.droppedMismatch = m.drops.WithLabelValues("client_mismatch")
 	m.droppedInvalid = m.drops.WithLabelValues("invalid")
 	m.droppedUnknown = m.drops.WithLabelValues("unknown_request")
+	m.store.register(reg, ns)
 	reg.MustRegister(m.Connections, m.Rooms, m.SlowConsumers, m.RelayLatency, m.QueueDepth, m.RoomMailbox, m.DirMailbox,
 		m.SendQueue, in, inBytes, out, outBytes, errs, m.closesByCode, m.drops)
 	return m

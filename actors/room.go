@@ -6,6 +6,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/livestore-relay/livestore-relay/heads"
 	"github.com/livestore-relay/livestore-relay/protocol"
 )
 
@@ -13,6 +14,9 @@ type (
 	join   struct{ c *conn }
 	leave  struct{ c *conn }
 	expire struct{ req *pullRequest }
+	// peerClose follows the last message read before the peer's close
+	// frame. A value, not a pointer: it fits an interface without allocating.
+	peerClose struct{ c *conn }
 )
 
 // peer is a connection in its user's room. Owned by the room.
@@ -20,7 +24,8 @@ type peer struct {
 	c        *conn
 	id       identity
 	bound    bool
-	requests int // pending peer_pulls this peer started
+	requests int      // pending peer_pulls this peer started
+	stores   []string // the sequenced stores it joined, in join order
 }
 
 // pullRequest is a peer_pull waiting for its targets' responses.
@@ -44,6 +49,8 @@ type room struct {
 	pending    map[string][]*pullRequest // by requestId; usually one each
 	slow       []*peer                   // scratch for one fan-out
 	relayed    uint64                    // pushes with events seen; the loss-injection build drops by it
+	stores     map[string]*storeRoute    // sequenced stores with a joined peer (store.go)
+	op         heads.Op                  // the room's one request to the head keeper, reused
 }
 
 func newRoom(sys *System, user string) *room {
@@ -53,14 +60,25 @@ func newRoom(sys *System, user string) *room {
 		peers:      make(map[*conn]*peer),
 		byIdentity: make(map[identity]*peer),
 		pending:    make(map[string][]*pullRequest),
+		stores:     make(map[string]*storeRoute),
 	}
 }
 
 func (r *room) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *inbound:
+		if h := r.sys.cfg.FaultHook; h != nil {
+			h("room", r.user)
+		}
 		r.handle(ctx, m)
+	case peerClose:
+		// Every frame the room queued for the connection is in its mailbox
+		// ahead of the closeNow this sends.
+		m.c.close(ClosePeer)
 	case *join:
+		if h := r.sys.cfg.FaultHook; h != nil {
+			h("room", r.user)
+		}
 		r.peers[m.c] = &peer{c: m.c}
 		r.checkExpiry(ctx, m.c, r.sys.cfg.Now())
 	case sweep:
@@ -102,7 +120,7 @@ func (r *room) handle(ctx actor.Context, m *inbound) {
 		return
 	}
 	if m.err != nil {
-		r.sendError(ctx, p, m.err)
+		r.sendError(ctx, p, m, m.err)
 		return
 	}
 	if m.bindAs != nil {
@@ -110,6 +128,10 @@ func (r *room) handle(ctx actor.Context, m *inbound) {
 	}
 	if !p.bound {
 		return // replaced by a newer connection since this message was read
+	}
+	if m.storeID() != "" && (m.typ == protocol.TypePush || m.typ == protocol.TypePull) {
+		r.handleStore(ctx, p, m)
+		return
 	}
 	switch m.typ {
 	case protocol.TypePush:
@@ -146,6 +168,7 @@ func (r *room) unbind(p *peer) {
 	if r.byIdentity[p.id] == p {
 		delete(r.byIdentity, p.id)
 	}
+	r.leaveStores(p)
 	var ended []*pullRequest
 	for _, reqs := range r.pending {
 		for _, req := range reqs {
@@ -212,10 +235,10 @@ func (r *room) dropSlow() {
 	r.slow = r.slow[:0]
 }
 
-func (r *room) sendError(ctx actor.Context, p *peer, e *protocol.Error) {
-	r.sys.metrics.errors[e.Code].Inc()
-	r.deliver(ctx, p, e)
-	r.dropSlow()
+// sendError answers m with e. The error names m (payload.replyTo) as far as
+// it is known, so that a client can tell which message it answers.
+func (r *room) sendError(ctx actor.Context, p *peer, m *inbound, e *protocol.Error) {
+	r.sendStoreError(ctx, p, m, e, nil)
 }
 
 func (r *room) push(ctx actor.Context, p *peer, m *inbound) {
@@ -233,19 +256,25 @@ func (r *room) push(ctx actor.Context, p *peer, m *inbound) {
 }
 
 func (r *room) pull(ctx actor.Context, p *peer) {
-	peers := make([]string, 0, len(r.bound))
-	for _, q := range r.bound {
-		if q.id.clientID != p.id.clientID && q.c.reason.Load() == 0 {
-			peers = append(peers, q.id.clientID)
-		}
-	}
-	slices.Sort(peers)
-	peers = slices.Compact(peers)
+	peers := otherClients(r.bound, p)
 	_, f := appendServerFrame(make([]byte, 0, 160+len(peers)*32), func(b []byte) []byte {
 		return protocol.AppendPullResponse(b, r.sys.now(), peers)
 	})
 	r.deliver(ctx, p, &serverFrame{b: f, kind: outPullResponse})
 	r.dropSlow()
+}
+
+// otherClients returns the sorted, distinct clientIds of the open peers in
+// among, p's own clientId excluded.
+func otherClients(among []*peer, p *peer) []string {
+	peers := make([]string, 0, len(among))
+	for _, q := range among {
+		if q.id.clientID != p.id.clientID && q.c.reason.Load() == 0 {
+			peers = append(peers, q.id.clientID)
+		}
+	}
+	slices.Sort(peers)
+	return slices.Compact(peers)
 }
 
 func (r *room) findPending(id string, match func(*pullRequest) bool) *pullRequest {
@@ -258,12 +287,22 @@ func (r *room) findPending(id string, match func(*pullRequest) bool) *pullReques
 }
 
 func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
+	candidates := r.bound
+	if m.storeID() != "" {
+		// Only the store's joined peers can answer for it.
+		route := r.joined(p, m.storeID())
+		if route == nil {
+			r.sendError(ctx, p, m, errNotJoined)
+			return
+		}
+		candidates = route.peers
+	}
 	if r.findPending(m.requestID, func(req *pullRequest) bool { return req.from == p }) != nil {
-		r.sendError(ctx, p, errDuplicateReq)
+		r.sendError(ctx, p, m, errDuplicateReq)
 		return
 	}
 	var targets []*peer
-	for _, q := range r.bound {
+	for _, q := range candidates {
 		if q == p || q.c.reason.Load() != 0 {
 			continue
 		}
@@ -272,7 +311,7 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 		}
 	}
 	if len(targets) > 0 && p.requests >= r.sys.cfg.MaxPendingPeerPulls {
-		r.sendError(ctx, p, errTooManyPulls)
+		r.sendError(ctx, p, m, errTooManyPulls)
 		return
 	}
 	accepted := targets[:0]
@@ -284,6 +323,10 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 	r.dropSlow()
 	if len(accepted) == 0 {
 		// Nobody can answer: the server does, and nothing stays pending.
+		if m.storeID() != "" {
+			r.answerStorePeerPull(ctx, p, m)
+			return
+		}
 		_, f := appendServerFrame(make([]byte, 0, 160+len(m.requestID)), func(b []byte) []byte {
 			return protocol.AppendServerPeerPullResponse(b, r.sys.now(), []byte(m.requestID))
 		})
@@ -302,7 +345,7 @@ func (r *room) peerPullResponse(ctx actor.Context, p *peer, m *inbound) {
 	req := r.findPending(m.requestID, func(req *pullRequest) bool { return slices.Contains(req.targets, p) })
 	if req == nil {
 		r.sys.metrics.droppedUnknown.Inc()
-		r.sendError(ctx, p, errUnknownRequest)
+		r.sendError(ctx, p, m, errUnknownRequest)
 		return
 	}
 	if req.from.c.reason.Load() != 0 || !r.deliver(ctx, req.from, m) {
@@ -310,7 +353,7 @@ func (r *room) peerPullResponse(ctx actor.Context, p *peer, m *inbound) {
 		r.finish(req)
 		r.dropSlow()
 		r.sys.metrics.droppedUnknown.Inc()
-		r.sendError(ctx, p, errUnknownRequest)
+		r.sendError(ctx, p, m, errUnknownRequest)
 		return
 	}
 	if !m.hasMore {

@@ -58,11 +58,33 @@ type inbound struct {
 	target    string
 	hasTarget bool
 	hasMore   bool
+	// store is set for a message naming a sequenced store (store.go);
+	// held by pointer so that plain messages stay small.
+	store *storeIn
 }
 
-// Closing reports whether the connection's end has been decided; the reader
-// then only waits for the peer's close or the end of the stream.
-func (s *Session) Closing() bool { return s.c.reason.Load() != 0 }
+// storeIn is what the room needs of a message naming a sequenced store.
+type storeIn struct {
+	id string
+	// head is the announced head of a join; for a push, the head its last
+	// event would make, and once the room has accepted it, the head the ack
+	// reports (written before the room queues the push to anyone).
+	head        protocol.Head
+	firstParent int64
+}
+
+// storeID is the store the message names, or "".
+func (m *inbound) storeID() string {
+	if m.store == nil {
+		return ""
+	}
+	return m.store.id
+}
+
+// Closing reports whether the connection's end has been decided, or the
+// peer's close frame read; the reader then only waits for the peer's close
+// or the end of the stream.
+func (s *Session) Closing() bool { return s.c.reason.Load() != 0 || s.c.peerClosed.Load() }
 
 // Touch records that a frame arrived, for the liveness check.
 func (s *Session) Touch(now time.Time) { s.c.lastRead.Store(now.UnixNano()) }
@@ -76,26 +98,31 @@ func (s *Session) Text(buf []byte, now time.Time) {
 	}
 	sys := c.sys
 	c.msgsIn.Add(1)
-	if !s.limiter.AllowN(now, 1) {
-		sys.metrics.in[protocol.TypeUnknown].Inc()
-		sys.metrics.inBytes[protocol.TypeUnknown].Add(float64(len(buf) - FrameHeaderRoom))
-		sys.metrics.droppedRate.Inc()
-		s.answer(errRateLimited)
-		return
-	}
 	// A local Message: one kept in the session would hold the last
 	// frame's buffer alive for as long as the connection stays idle.
 	var msg protocol.Message
 	m := &msg
+	if !s.limiter.AllowN(now, 1) {
+		sys.metrics.in[protocol.TypeUnknown].Inc()
+		sys.metrics.inBytes[protocol.TypeUnknown].Add(float64(len(buf) - FrameHeaderRoom))
+		sys.metrics.droppedRate.Inc()
+		// Decoded only to tell the client which message was dropped.
+		_ = sys.decoder.Decode(buf[FrameHeaderRoom:], m)
+		s.answerTo(errRateLimited, m)
+		return
+	}
 	err := sys.decoder.Decode(buf[FrameHeaderRoom:], m)
 	sys.metrics.in[m.Type].Inc()
 	sys.metrics.inBytes[m.Type].Add(float64(len(buf) - FrameHeaderRoom))
 	if err != nil {
 		sys.metrics.droppedInvalid.Inc()
+		if m.Type == protocol.TypePush && m.StoreID != nil {
+			sys.metrics.store.pushRejected[rejectInvalid].Inc()
+		}
 		if pe, ok := err.(*protocol.Error); ok {
-			s.answer(pe)
+			s.answerTo(pe, m)
 		} else {
-			s.answer(&protocol.Error{Code: protocol.CodeInvalidMessage, Message: "invalid message"})
+			s.answerTo(&protocol.Error{Code: protocol.CodeInvalidMessage, Message: "invalid message"}, m)
 		}
 		return
 	}
@@ -107,13 +134,24 @@ func (s *Session) Text(buf []byte, now time.Time) {
 		in.bindAs = id
 	} else if string(m.ClientID) != s.bound.clientID || string(m.SessionID) != s.bound.sessionID {
 		sys.metrics.droppedMismatch.Inc()
-		s.answer(errClientMismatch)
+		s.answerTo(errClientMismatch, m)
 		return
+	}
+	if m.StoreID != nil {
+		in.store = &storeIn{id: string(m.StoreID)}
 	}
 	switch m.Type {
 	case protocol.TypePush:
 		in.frame = relayFrame(buf)
 		in.events, in.lastTs = m.EventCount, m.LastEventTimestamp
+		if m.StoreID != nil && m.EventCount > 0 {
+			in.store.firstParent = m.FirstParent
+			in.store.head = headOf(m.LastEvent)
+		}
+	case protocol.TypePull:
+		if m.StoreID != nil {
+			in.store.head = headOf(m.Head)
+		}
 	case protocol.TypePeerPull:
 		in.frame = relayFrame(buf)
 		in.requestID = string(m.RequestID)
@@ -145,18 +183,50 @@ func (s *Session) answer(e *protocol.Error) {
 	s.c.sys.root.Send(s.c.room, &inbound{c: s.c, err: e})
 }
 
-// Ping answers a client ping with a pong carrying the same payload.
-func (s *Session) Ping(payload []byte) {
-	if s.Closing() {
+// answerTo is answer for a message decoded at least in part: the error
+// names the message's type, requestId and storeId as far as they are known.
+func (s *Session) answerTo(e *protocol.Error, m *protocol.Message) {
+	in := &inbound{c: s.c, err: e, typ: m.Type}
+	if m.RequestID != nil {
+		in.requestID = string(m.RequestID)
+	}
+	if m.StoreID != nil {
+		in.store = &storeIn{id: string(m.StoreID)}
+	}
+	s.c.sys.root.Send(s.c.room, in)
+}
+
+// headOf copies a head out of the frame.
+func headOf(h protocol.HeadRef) protocol.Head {
+	return protocol.Head{EventNumber: h.EventNumber, ClientID: string(h.ClientID), SessionID: string(h.SessionID)}
+}
+
+// Ping answers a client ping with a pong carrying the same payload. Pings
+// count against the connection's message rate: past it they are dropped
+// unanswered, so a ping flood costs the relay no more than the rate allows.
+func (s *Session) Ping(payload []byte, now time.Time) {
+	if s.Closing() || !s.limiter.AllowN(now, 1) {
 		return
 	}
 	s.c.enqueue(s.c.sys.root, &ctrlFrame{b: controlFrame(0xA, payload)})
 }
 
+// Pong takes a pong, which needs no answer; it counts against the message
+// rate like any frame the client sends.
+func (s *Session) Pong(now time.Time) { s.limiter.AllowN(now, 1) }
+
 // PeerClose handles the client's close frame; code 0 means it carried none.
+// The close goes through the room, behind the messages read before it, so
+// that each of them is relayed, acked or answered before the close echo.
 func (s *Session) PeerClose(code uint16) {
-	s.c.peerCode.Store(uint32(code))
-	s.c.close(ClosePeer)
+	c := s.c
+	if c.peerClosed.Load() {
+		return
+	}
+	c.peerCode.Store(uint32(code))
+	c.peerClosed.Store(true)
+	c.sys.root.Send(c.room, peerClose{c: c})
+	c.sys.root.Send(c.pid, watchRoom{})
 }
 
 // Fail ends the connection for a reason the reader found (a protocol

@@ -3,8 +3,11 @@
 // connection actor per socket that is the only writer of that socket.
 //
 // Supervision:
-//   - The directory is restarted if it fails; its state lives outside the
-//     actor value so a restart keeps every room and count.
+//   - The directory resumes if it fails: the message it was handling is
+//     dropped (an admission gets an error, so the upgrade is refused with
+//     503) and it goes on with the same state. Every room, count and
+//     connection stays. It is not restarted, because protoactor stops every
+//     child of a restarting actor, and the rooms are its children.
 //   - A room that fails is stopped, not restarted: a fresh room would have an
 //     empty peer table while connections still believe they are in it. Its
 //     Stopping handler closes every connection with 1011 so clients reconnect
@@ -24,6 +27,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
+	"github.com/livestore-relay/livestore-relay/heads"
 	"github.com/livestore-relay/livestore-relay/protocol"
 )
 
@@ -52,6 +56,18 @@ type Config struct {
 	Metrics *Metrics // required
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// FaultHook, when set, is called by the directory with the user of
+	// each admission before handling it, and by a room with its user before
+	// each joining connection and each client message; a panic in it is a
+	// failure of that actor. It exists for tests that inject failures;
+	// leave it nil otherwise.
+	FaultHook func(actor, user string)
+
+	// StateDir keeps store heads in a file there; empty keeps them in
+	// memory for the life of the process only.
+	StateDir string
+	// MaxStoresPerUser bounds the sequenced stores with a head per user.
+	MaxStoresPerUser int // 256
 }
 
 func (c *Config) setDefaults() {
@@ -63,6 +79,7 @@ func (c *Config) setDefaults() {
 	def(&c.MaxConnsPerUser, 64)
 	def(&c.MaxEventsPerPush, 1000)
 	def(&c.MaxPendingPeerPulls, 16)
+	def(&c.MaxStoresPerUser, 256)
 	def(&c.SendQueueMessages, 1024)
 	def(&c.RateBurst, 400)
 	def(&c.RoomThroughput, 300)
@@ -111,6 +128,8 @@ type System struct {
 	draining  atomic.Bool
 	conns     sync.WaitGroup
 	nextID    atomic.Uint64
+
+	heads *heads.Keeper // store heads; outlives every room
 }
 
 // NewSystem starts the actor system and the directory.
@@ -129,6 +148,17 @@ func NewSystem(cfg Config) (*System, error) {
 		return nil, errors.New(`actors: mailbox must be "ring" or "lockfree"`)
 	}
 	s := &System{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics}
+	keeper, err := heads.Open(heads.Config{Dir: cfg.StateDir, MaxStoresPerUser: cfg.MaxStoresPerUser, Logger: cfg.Logger,
+		ObserveWrite: func(d time.Duration) { cfg.Metrics.store.writeSeconds.Observe(d.Seconds()) }})
+	if err != nil {
+		return nil, err
+	}
+	s.heads = keeper
+	if keeper.Durable() {
+		s.log.Info().Str("dir", cfg.StateDir).Int("heads", keeper.Restored()).Msg("store heads are kept in the state directory")
+	} else {
+		s.log.Warn().Msg("no --state-dir: store heads are kept in memory and will not survive a restart")
+	}
 	logger := slog.New(zerolog.NewSlogHandler(cfg.Logger.With().Str("component", "actor").Logger().Level(maxLevel(cfg.Logger.GetLevel(), zerolog.WarnLevel))))
 	s.as = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }),
 		actor.WithDeadLetterThrottleCount(1), actor.WithDeadLetterThrottleInterval(time.Second))
@@ -143,11 +173,16 @@ func NewSystem(cfg Config) (*System, error) {
 	connMailbox := mailbox() // its depth is the send queue, counted by the connection
 	s.connProps = actor.PropsFromProducer(func() actor.Actor { return &connActor{sys: s} },
 		actor.WithMailbox(connMailbox), actor.WithDispatcher(connDispatcher), actor.WithGuardian(stopOnFailure))
+	// Not restart: protoactor stops every child of a restarting actor, and
+	// the rooms are the directory's children.
+	resumeOnFailure := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.ResumeDirective })
 	state := &directoryState{rooms: make(map[string]*roomEntry)}
 	dirProps := actor.PropsFromProducer(func() actor.Actor { return &directory{sys: s, state: state} },
-		actor.WithSupervisor(stopOnFailure), actor.WithMailbox(mailbox(depthGauge{cfg.Metrics.DirMailbox})))
+		actor.WithGuardian(resumeOnFailure), actor.WithSupervisor(stopOnFailure),
+		actor.WithMailbox(mailbox(depthGauge{cfg.Metrics.DirMailbox})))
 	pid, err := s.root.SpawnNamed(dirProps, "directory")
 	if err != nil {
+		_ = keeper.Close()
 		return nil, err
 	}
 	s.directory = pid
@@ -296,6 +331,10 @@ func (s *System) Shutdown() {
 	s.swept.Wait()
 	s.root.Stop(s.directory)
 	s.as.Shutdown()
+	// Last: a room still running may be waiting for the keeper.
+	if err := s.heads.Close(); err != nil {
+		s.log.Error().Err(err).Msg("closing the state file")
+	}
 }
 
 func (s *System) now() int64 { return s.cfg.Now().UnixMilli() }

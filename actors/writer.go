@@ -38,6 +38,7 @@ type connActor struct {
 	broken    bool        // a write failed: the stream is no longer framed
 	readerOut bool        // the reader has stopped
 	stopping  bool
+	watching  bool // the room, for a peer's close it has to decide
 }
 
 func (a *connActor) Receive(ctx actor.Context) {
@@ -49,10 +50,28 @@ func (a *connActor) Receive(ctx actor.Context) {
 		a.writeClose(ctx)
 	case readerDone:
 		a.readerOut = true
-		if a.c.reason.CompareAndSwap(0, uint32(ClosePeerGone)) {
+		switch {
+		case !a.c.peerClosed.Load() && a.c.reason.CompareAndSwap(0, uint32(ClosePeerGone)):
 			a.flush()
+			a.writeClose(ctx)
+		case a.closeSent:
+			a.writeClose(ctx) // the close is written: only stop
 		}
-		a.writeClose(ctx)
+		// Otherwise the close is decided elsewhere (the room, for a peer's
+		// close frame) and its closeNow comes behind every frame queued
+		// before the decision: writing the close now would lose them.
+	case watchRoom:
+		// The room decides a peer's close, but a room that is gone never
+		// would (one that failed before this connection's join reached it):
+		// watching it tells.
+		if !a.watching {
+			a.watching = true
+			ctx.Watch(a.c.room)
+		}
+	case *actor.Terminated:
+		// The room is gone: it closed its connections as it failed, unless
+		// this one had not joined it yet.
+		a.c.close(CloseInternal)
 	case armExpiry:
 		if a.expiry == nil && a.c.reason.Load() == 0 {
 			c := a.c
@@ -94,6 +113,9 @@ func (a *connActor) queue(msg any) {
 			kind = outAck
 			now := a.sys.now()
 			b.scratch, f = appendServerFrame(b.scratch, func(d []byte) []byte {
+				if m.storeID() != "" {
+					return protocol.AppendStoreAck(d, now, m.events, m.lastTs, m.storeID(), m.store.head)
+				}
 				return protocol.AppendAck(d, now, m.events, m.lastTs)
 			})
 		} else {
@@ -130,8 +152,19 @@ func (a *connActor) flush() {
 	}
 	a.b = nil
 	c := a.c
-	if len(b.bufs) > 0 && !a.closeSent {
+	write := len(b.bufs) > 0 && !a.closeSent
+	if write {
 		a.sys.metrics.QueueDepth.Observe(float64(c.queuedMsgs.Load()))
+	}
+	// The batch leaves the queue as it is handed to the socket, not when
+	// the write returns: the peer may read the frames long before that
+	// (loopback, a local proxy), and a peer that keeps up must not count as
+	// behind. A socket that stops taking bytes is caught by the write
+	// deadline instead.
+	c.queuedMsgs.Add(-b.msgs)
+	c.queuedBytes.Add(-b.bytes)
+	a.sys.metrics.SendQueue.Sub(float64(b.msgs))
+	if write {
 		frames := len(b.bufs)
 		if err := c.sock.WriteFrames(b.bufs); err != nil {
 			a.writeFailed(err)
@@ -139,9 +172,6 @@ func (a *connActor) flush() {
 			c.msgsOut.Add(int64(frames))
 		}
 	}
-	c.queuedMsgs.Add(-b.msgs)
-	c.queuedBytes.Add(-b.bytes)
-	a.sys.metrics.SendQueue.Sub(float64(b.msgs))
 	clear(b.bufs)
 	b.bufs, b.scratch, b.msgs, b.bytes = b.bufs[:0], b.scratch[:0], 0, 0
 	a.sys.batches.Put(b)
@@ -219,6 +249,10 @@ func (a *connActor) stop(ctx actor.Context) {
 	}
 	if a.b != nil {
 		a.flush()
+	}
+	c.dropQueue()
+	if a.watching {
+		ctx.Unwatch(c.room) // the room may live on; drop its record of this actor
 	}
 	if !a.readerOut || !a.closeSent {
 		// Stopped by the supervisor after a failure.

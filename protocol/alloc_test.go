@@ -30,6 +30,8 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 		"rejected":           []byte(`{"type":"push","clientId":"c","sessionId":"s","timestamp":1,"payload":{"events":[{}]}}`),
 		"unsupported":        []byte(`{"type":"x"}`),
 		"not JSON":           []byte(`{"type":`),
+		"store push":         []byte(`{"type":"push","clientId":"c","sessionId":"s","timestamp":1,"payload":{"storeId":"st","events":[{"eventName":"e","eventNumber":2,"parentEventNumber":1,"clientId":"c","sessionId":"s","timestamp":1,"data":{}}]}}`),
+		"store pull":         []byte(`{"type":"pull","clientId":"c","sessionId":"s","timestamp":1,"payload":{"storeId":"st","head":{"eventNumber":2,"clientId":"c","sessionId":"s"}}}`),
 	}
 	for name, f := range frames {
 		var m protocol.Message
@@ -51,6 +53,12 @@ func TestEncodersDoNotAllocate(t *testing.T) {
 		"pull_response": func() { buf = protocol.AppendPullResponse(buf[:0], 1733644800000, peers) },
 		"peer_pull_response": func() {
 			buf = protocol.AppendServerPeerPullResponse(buf[:0], 1733644800000, id)
+		},
+		"store ack": func() {
+			buf = protocol.AppendStoreAck(buf[:0], 1733644800000, 3, 1733641000000, "store", protocol.Head{EventNumber: 9, ClientID: "c", SessionID: "s"})
+		},
+		"error reply": func() {
+			buf = protocol.AppendErrorReply(buf[:0], 1733644800000, protocol.CodeHeadMismatch, "m", protocol.ReplyTo{Type: protocol.TypePush, StoreID: "st"}, &protocol.Head{})
 		},
 		"error": func() {
 			buf = protocol.AppendError(buf[:0], 1733644800000, protocol.CodeInvalidMessage, "payload \"x\"\n\xff")

@@ -1,11 +1,15 @@
 package protocol
 
-import "unicode/utf8"
+import (
+	"strconv"
+	"unicode/utf8"
+)
 
 // Rejections. They are shared, read-only values so that rejecting a frame
 // costs no allocation; their texts are fixed and never quote the frame.
 var (
 	errNotJSONObject = &Error{CodeInvalidMessage, "message must be a valid JSON object"}
+	errTooDeep       = &Error{CodeInvalidMessage, "message must be a JSON object nested at most " + strconv.Itoa(maxDepth) + " levels deep"}
 	errType          = &Error{CodeInvalidMessage, "type must be a string"}
 	errTypeDup       = &Error{CodeInvalidMessage, "type appears more than once"}
 	errUnsupported   = &Error{CodeUnsupportedType, "unsupported message type"}
@@ -47,6 +51,22 @@ var (
 	errEventTimestampDup = &Error{CodeInvalidMessage, "payload.events[].timestamp appears more than once"}
 	errEventData         = &Error{CodeInvalidMessage, "payload.events[].data is required"}
 	errEventDataDup      = &Error{CodeInvalidMessage, "payload.events[].data appears more than once"}
+
+	errStoreID             = &Error{CodeInvalidMessage, "payload.storeId must be a UTF-8 string of 1 to 128 bytes"}
+	errStoreIDDup          = &Error{CodeInvalidMessage, "payload.storeId appears more than once"}
+	errHead                = &Error{CodeInvalidMessage, "payload.head must be an object"}
+	errHeadDup             = &Error{CodeInvalidMessage, "payload.head appears more than once"}
+	errHeadNumber          = &Error{CodeInvalidMessage, "payload.head.eventNumber must be an integer >= 0"}
+	errHeadNumberDup       = &Error{CodeInvalidMessage, "payload.head.eventNumber appears more than once"}
+	errHeadClientID        = &Error{CodeInvalidMessage, "payload.head.clientId must be a string when eventNumber is above 0"}
+	errHeadClientIDDup     = &Error{CodeInvalidMessage, "payload.head.clientId appears more than once"}
+	errHeadSessionID       = &Error{CodeInvalidMessage, "payload.head.sessionId must be a string when eventNumber is above 0"}
+	errHeadSessionIDDup    = &Error{CodeInvalidMessage, "payload.head.sessionId appears more than once"}
+	errSinceEventNumber    = &Error{CodeInvalidMessage, "payload.sinceEventNumber must be an integer >= 0"}
+	errSinceEventNumberDup = &Error{CodeInvalidMessage, "payload.sinceEventNumber appears more than once"}
+	errParent              = &Error{CodeInvalidMessage, "payload.events[].parentEventNumber must be an integer >= 0"}
+	errParentDup           = &Error{CodeInvalidMessage, "payload.events[].parentEventNumber appears more than once"}
+	errChain               = &Error{CodeInvalidMessage, "payload.events[] must form a chain: each parentEventNumber the previous eventNumber, each eventNumber its parent + 1"}
 )
 
 // Decoder decodes client frames. It holds only configuration, so one
@@ -85,6 +105,9 @@ func (d *Decoder) Decode(frame []byte, m *Message) error {
 	var f frameFields
 	s := scanner{data: frame}
 	if !s.frame(&f) {
+		if s.deep {
+			return errTooDeep
+		}
 		return errNotJSONObject
 	}
 	maxEvents := DefaultMaxEventsPerPush
@@ -171,6 +194,25 @@ type frameFields struct {
 	retentionDays  intMember
 	targetClientID stringMember
 	hasMore        boolMember
+
+	storeID          stringMember
+	head             headFields
+	sinceEventNumber intMember
+	// The chain of a sequenced push, checked as the events go by; it
+	// matters only when the push turns out to hold storeId.
+	chainErr      *Error
+	firstParent   int64
+	lastNumber    int64
+	lastClientID  stringMember
+	lastSessionID stringMember
+}
+
+// headFields is what a payload.head object held.
+type headFields struct {
+	presence
+	number    intMember
+	clientID  stringMember
+	sessionID stringMember
 }
 
 // frame scans the whole document, which must be a single object.
@@ -189,6 +231,7 @@ const (
 	payloadDepth = 2
 	eventsDepth  = 3
 	eventDepth   = 4
+	headDepth    = 3
 )
 
 func (s *scanner) topObject(f *frameFields) bool {
@@ -262,8 +305,52 @@ func (s *scanner) payloadObject(f *frameFields) bool {
 			ok = s.stringMember(&f.targetClientID, payloadDepth)
 		case "hasMore":
 			ok = s.boolMember(&f.hasMore, payloadDepth)
+		case "storeId":
+			ok = s.stringMember(&f.storeID, payloadDepth)
+		case "sinceEventNumber":
+			ok = s.intMember(&f.sinceEventNumber, payloadDepth)
+		case "head":
+			if s.peek() == '{' && f.head.presence == absent {
+				f.head.mark(true)
+				ok = s.headObject(&f.head)
+			} else {
+				f.head.mark(s.peek() == '{')
+				ok = s.skipValue(payloadDepth)
+			}
 		default:
 			ok = s.skipValue(payloadDepth)
+		}
+		if !ok {
+			return false
+		}
+		more, ok := s.next('}')
+		if !ok || !more {
+			return ok
+		}
+	}
+}
+
+// headObject reads a store head. Only a first head object is read into h;
+// a repeated one makes the member invalid anyway.
+func (s *scanner) headObject(h *headFields) bool {
+	if s.open('}') {
+		return true
+	}
+	var buf [nameBufLen]byte
+	for {
+		raw, escaped, ok := s.key()
+		if !ok {
+			return false
+		}
+		switch string(name(&buf, raw, escaped)) {
+		case "eventNumber":
+			ok = s.intMember(&h.number, headDepth)
+		case "clientId":
+			ok = s.stringMember(&h.clientID, headDepth)
+		case "sessionId":
+			ok = s.stringMember(&h.sessionID, headDepth)
+		default:
+			ok = s.skipValue(headDepth)
 		}
 		if !ok {
 			return false
@@ -301,7 +388,9 @@ func (s *scanner) eventsArray(f *frameFields) bool {
 }
 
 func (s *scanner) eventObject(f *frameFields) bool {
-	var evName, number, clientID, sessionID, timestamp, data presence
+	var evName, timestamp, data presence
+	var number, parent intMember
+	var clientID, sessionID stringMember
 	var ts int64
 	if !s.open('}') {
 		var buf [nameBufLen]byte
@@ -317,14 +406,13 @@ func (s *scanner) eventObject(f *frameFields) bool {
 					evName.mark(m.presence == present && m.end > m.start)
 				}
 			case "eventNumber":
-				var m intMember
-				if ok = s.intMember(&m, eventDepth); ok {
-					number.mark(m.presence == present && m.val >= 0)
-				}
+				ok = s.intMember(&number, eventDepth)
+			case "parentEventNumber":
+				ok = s.intMember(&parent, eventDepth)
 			case "clientId":
-				ok = s.typedMember(&clientID, '"', eventDepth)
+				ok = s.stringMember(&clientID, eventDepth)
 			case "sessionId":
-				ok = s.typedMember(&sessionID, '"', eventDepth)
+				ok = s.stringMember(&sessionID, eventDepth)
 			case "timestamp":
 				var m intMember
 				if ok = s.intMember(&m, eventDepth); ok {
@@ -349,6 +437,9 @@ func (s *scanner) eventObject(f *frameFields) bool {
 			}
 		}
 	}
+	if number.presence == present && number.val < 0 {
+		number.presence = malformed
+	}
 	if f.eventErr == nil {
 		f.eventErr = firstError(
 			evName.check(errEventName, errEventNameDup),
@@ -359,8 +450,36 @@ func (s *scanner) eventObject(f *frameFields) bool {
 			data.check(errEventData, errEventDataDup),
 		)
 	}
+	if f.chainErr == nil {
+		f.chainErr = f.link(number, parent)
+	}
 	f.lastTimestamp = ts
+	f.lastNumber = number.val
+	f.lastClientID, f.lastSessionID = clientID, sessionID
 	return true
+}
+
+// link checks that an event extends the chain of those before it. An
+// event whose own eventNumber is invalid is left to eventErr.
+func (f *frameFields) link(number, parent intMember) *Error {
+	if parent.presence == present && parent.val < 0 {
+		parent.presence = malformed
+	}
+	if err := parent.check(errParent, errParentDup); err != nil {
+		return err
+	}
+	if number.presence != present {
+		return nil
+	}
+	if f.eventCount == 0 {
+		f.firstParent = parent.val
+	} else if parent.val != f.lastNumber {
+		return errChain
+	}
+	if parent.val == 1<<63-1 || number.val != parent.val+1 {
+		return errChain
+	}
+	return nil
 }
 
 func firstError(errs ...*Error) *Error {
@@ -425,13 +544,6 @@ func (s *scanner) boolMember(m *boolMember, depth int) bool {
 	return true
 }
 
-// typedMember reads a member whose value is only checked for its JSON
-// type, told by its first byte.
-func (s *scanner) typedMember(p *presence, first byte, depth int) bool {
-	p.mark(s.peek() == first)
-	return s.skipValue(depth)
-}
-
 // fill turns the scan's findings into m, or into the rejection that comes
 // first in Decode's documented order.
 func (f *frameFields) fill(frame []byte, m *Message, maxEvents int) *Error {
@@ -475,15 +587,37 @@ func (f *frameFields) fill(frame []byte, m *Message, maxEvents int) *Error {
 	if err := f.payload.check(errPayload, errPayloadDup); err != nil {
 		return err
 	}
+	if f.storeID.presence != absent {
+		if err := f.storeID.check(errStoreID, errStoreIDDup); err != nil {
+			return err
+		}
+		if m.StoreID, ok = identifier(frame, &f.storeID); !ok {
+			return errStoreID
+		}
+	}
+	sequenced := m.StoreID != nil
 
 	switch m.Type {
 	case TypePush:
-		if err := f.fillEvents(m, maxEvents); err != nil {
+		if err := f.fillEvents(m, maxEvents, sequenced); err != nil {
 			return err
+		}
+		if sequenced && m.EventCount > 0 {
+			m.FirstParent = f.firstParent
+			m.LastEvent = HeadRef{
+				EventNumber: f.lastNumber,
+				ClientID:    stringValue(frame, &f.lastClientID),
+				SessionID:   stringValue(frame, &f.lastSessionID),
+			}
 		}
 	case TypePull:
 		if f.sinceTimestamp.presence != absent {
 			if err := f.fillSinceTimestamp(m); err != nil {
+				return err
+			}
+		}
+		if sequenced {
+			if err := f.fillHead(frame, m); err != nil {
 				return err
 			}
 		}
@@ -512,6 +646,16 @@ func (f *frameFields) fill(frame []byte, m *Message, maxEvents int) *Error {
 				return errTargetClientID
 			}
 		}
+		if sequenced && f.sinceEventNumber.presence != absent {
+			err := f.sinceEventNumber.check(errSinceEventNumber, errSinceEventNumberDup)
+			if err == nil && f.sinceEventNumber.val < 0 {
+				err = errSinceEventNumber
+			}
+			if err != nil {
+				return err
+			}
+			m.SinceEventNumber, m.HasSinceEventNumber = f.sinceEventNumber.val, true
+		}
 	case TypePeerPullResponse:
 		if err := f.fillRequestID(frame, m); err != nil {
 			return err
@@ -521,25 +665,76 @@ func (f *frameFields) fill(frame []byte, m *Message, maxEvents int) *Error {
 		}
 		m.HasMore = f.hasMore.val
 		// The count limit is checked last, so it goes after hasMore.
-		if err := f.fillEvents(m, maxEvents); err != nil {
+		if err := f.fillEvents(m, maxEvents, false); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (f *frameFields) fillEvents(m *Message, maxEvents int) *Error {
+// fillEvents checks the events; chain asks for the chain of a sequenced
+// push too. The count limit comes last, so that limit_exceeded answers
+// only a push whose one fault is its size.
+func (f *frameFields) fillEvents(m *Message, maxEvents int, chain bool) *Error {
 	if err := f.events.check(errEvents, errEventsDup); err != nil {
 		return err
 	}
 	if f.eventErr != nil {
 		return f.eventErr
 	}
+	if chain && f.chainErr != nil {
+		return f.chainErr
+	}
 	m.EventCount, m.LastEventTimestamp = f.eventCount, f.lastTimestamp
 	if f.eventCount > maxEvents {
 		return errTooManyEvents
 	}
 	return nil
+}
+
+// fillHead reads the head a pull announces. At eventNumber 0 the ids are
+// not looked at, beyond the strictness every member gets.
+func (f *frameFields) fillHead(frame []byte, m *Message) *Error {
+	h := &f.head
+	if err := h.check(errHead, errHeadDup); err != nil {
+		return err
+	}
+	err := h.number.check(errHeadNumber, errHeadNumberDup)
+	if err == nil && h.number.val < 0 {
+		err = errHeadNumber
+	}
+	if err != nil {
+		return err
+	}
+	m.Head.EventNumber = h.number.val
+	if h.number.val == 0 {
+		if h.clientID.presence == repeated {
+			return errHeadClientIDDup
+		}
+		if h.sessionID.presence == repeated {
+			return errHeadSessionIDDup
+		}
+		return nil
+	}
+	if err := h.clientID.check(errHeadClientID, errHeadClientIDDup); err != nil {
+		return err
+	}
+	if err := h.sessionID.check(errHeadSessionID, errHeadSessionIDDup); err != nil {
+		return err
+	}
+	m.Head.ClientID = stringValue(frame, &h.clientID)
+	m.Head.SessionID = stringValue(frame, &h.sessionID)
+	return nil
+}
+
+// stringValue returns a string member's value, aliasing the frame unless
+// it holds escape sequences. The result is never nil for a present member.
+func stringValue(frame []byte, m *stringMember) []byte {
+	raw := frame[m.start:m.end:m.end]
+	if !m.escaped {
+		return raw
+	}
+	return appendUnescaped(make([]byte, 0, len(raw)), raw)
 }
 
 func (f *frameFields) fillSinceTimestamp(m *Message) *Error {

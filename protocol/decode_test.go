@@ -470,6 +470,79 @@ func ruleCases() []ruleCase {
 		{"ppr bad event", frame("peer_pull_response", ppr(event(`"eventNumber":-1`))), invalid, nil},
 		{"ppr 1001 events", frame("peer_pull_response", ppr(repeat(event(), 1001)...)), limit, nil},
 		{"ppr 1001 events no hasMore", frame("peer_pull_response", `{"requestId":"r1","events":[`+strings.Join(repeat(event(), 1001), ",")+`]}`), invalid, nil},
+
+		// Sequenced stores: storeId on every type.
+		{"storeId pull", frame("pull", `{"storeId":"st","head":{"eventNumber":0}}`), ok, func(t *testing.T, m *protocol.Message) {
+			wantBytes(t, "storeId", m.StoreID, "st")
+			wantInt(t, "head", m.Head.EventNumber, 0)
+			if m.Head.ClientID != nil || m.Head.SessionID != nil {
+				t.Errorf("head ids at 0: %q %q", m.Head.ClientID, m.Head.SessionID)
+			}
+		}},
+		{"storeId 128", frame("pull", `{"storeId":"`+id128+`","head":{"eventNumber":0}}`), ok, nil},
+		{"storeId 129", frame("pull", `{"storeId":"`+id129+`","head":{"eventNumber":0}}`), invalid, nil},
+		{"storeId escaped 128", frame("pull", `{"storeId":"`+esc128+`","head":{"eventNumber":0}}`), ok, nil},
+		{"storeId empty", frame("pull", `{"storeId":"","head":{"eventNumber":0}}`), invalid, nil},
+		{"storeId number", frame("pull", `{"storeId":7,"head":{"eventNumber":0}}`), invalid, nil},
+		{"storeId null", frame("push", `{"storeId":null,"events":[]}`), invalid, nil},
+		{"storeId duplicate", frame("pull", `{"storeId":"a","storeId":"a","head":{"eventNumber":0}}`), invalid, nil},
+		{"storeId on peer_pull_response", frame("peer_pull_response", `{"storeId":"a","requestId":"r1","events":[],"hasMore":false}`), ok, nil},
+		{"storeId bad on peer_pull_response", frame("peer_pull_response", `{"storeId":1,"requestId":"r1","events":[],"hasMore":false}`), invalid, nil},
+		{"storeId bad on peer_pull", frame("peer_pull", pp(`"storeId":""`)), invalid, nil},
+
+		// The announced head of a join.
+		{"head full", frame("pull", `{"storeId":"st","head":{"eventNumber":4,"clientId":"c\u0041","sessionId":"s"}}`), ok, func(t *testing.T, m *protocol.Message) {
+			wantInt(t, "head", m.Head.EventNumber, 4)
+			wantBytes(t, "head.clientId", m.Head.ClientID, "cA")
+			wantBytes(t, "head.sessionId", m.Head.SessionID, "s")
+		}},
+		{"head empty ids", frame("pull", `{"storeId":"st","head":{"eventNumber":4,"clientId":"","sessionId":""}}`), ok, nil},
+		{"head missing", frame("pull", `{"storeId":"st"}`), invalid, nil},
+		{"head not object", frame("pull", `{"storeId":"st","head":4}`), invalid, nil},
+		{"head duplicate", frame("pull", `{"storeId":"st","head":{"eventNumber":0},"head":{"eventNumber":0}}`), invalid, nil},
+		{"head number missing", frame("pull", `{"storeId":"st","head":{}}`), invalid, nil},
+		{"head number negative", frame("pull", `{"storeId":"st","head":{"eventNumber":-1}}`), invalid, nil},
+		{"head number float", frame("pull", `{"storeId":"st","head":{"eventNumber":1.5,"clientId":"c","sessionId":"s"}}`), invalid, nil},
+		{"head number duplicate", frame("pull", `{"storeId":"st","head":{"eventNumber":0,"eventNumber":0}}`), invalid, nil},
+		{"head ids missing above 0", frame("pull", `{"storeId":"st","head":{"eventNumber":1}}`), invalid, nil},
+		{"head sessionId missing above 0", frame("pull", `{"storeId":"st","head":{"eventNumber":1,"clientId":"c"}}`), invalid, nil},
+		{"head clientId number above 0", frame("pull", `{"storeId":"st","head":{"eventNumber":1,"clientId":1,"sessionId":"s"}}`), invalid, nil},
+		{"head ids ignored at 0", frame("pull", `{"storeId":"st","head":{"eventNumber":0,"clientId":1,"sessionId":null}}`), ok, nil},
+		{"head id duplicate at 0", frame("pull", `{"storeId":"st","head":{"eventNumber":0,"clientId":"a","clientId":"a"}}`), invalid, nil},
+		{"head id duplicate", frame("pull", `{"storeId":"st","head":{"eventNumber":2,"clientId":"a","sessionId":"s","sessionId":"s"}}`), invalid, nil},
+		{"head without storeId ignored", frame("pull", `{"head":7}`), ok, nil},
+
+		// The chain of a sequenced push.
+		{"chain ok", frame("push", `{"storeId":"st","events":[`+event(`"eventNumber":3`, `"parentEventNumber":2`)+`,`+event(`"eventNumber":4`, `"parentEventNumber":3`, `"clientId":"c\u0042"`, `"sessionId":"s2"`)+`]}`), ok, func(t *testing.T, m *protocol.Message) {
+			wantInt(t, "firstParent", m.FirstParent, 2)
+			wantInt(t, "last", m.LastEvent.EventNumber, 4)
+			wantBytes(t, "last.clientId", m.LastEvent.ClientID, "cB")
+			wantBytes(t, "last.sessionId", m.LastEvent.SessionID, "s2")
+		}},
+		{"chain from 0", frame("push", `{"storeId":"st","events":[`+event(`"eventNumber":1`, `"parentEventNumber":0`)+`]}`), ok, nil},
+		{"chain empty", frame("push", `{"storeId":"st","events":[]}`), ok, nil},
+		{"chain parent missing", frame("push", `{"storeId":"st","events":[`+event()+`]}`), invalid, nil},
+		{"chain parent missing plain push", frame("push", events(event())), ok, nil},
+		{"chain broken plain push", frame("push", events(event(`"eventNumber":5`, `"parentEventNumber":1`))), ok, nil},
+		{"chain parent negative", frame("push", `{"storeId":"st","events":[`+event(`"eventNumber":0`, `"parentEventNumber":-1`)+`]}`), invalid, nil},
+		{"chain parent string", frame("push", `{"storeId":"st","events":[`+event(`"parentEventNumber":"0"`)+`]}`), invalid, nil},
+		{"chain parent duplicate", frame("push", `{"storeId":"st","events":[`+event(`"parentEventNumber":0`, `+"parentEventNumber":0`)+`]}`), invalid, nil},
+		{"chain number not parent+1", frame("push", `{"storeId":"st","events":[`+event(`"eventNumber":3`, `"parentEventNumber":1`)+`]}`), invalid, nil},
+		{"chain gap", frame("push", `{"storeId":"st","events":[`+event(`"eventNumber":1`, `"parentEventNumber":0`)+`,`+event(`"eventNumber":3`, `"parentEventNumber":2`)+`]}`), invalid, nil},
+		{"chain repeat", frame("push", `{"storeId":"st","events":[`+event(`"eventNumber":1`, `"parentEventNumber":0`)+`,`+event(`"eventNumber":1`, `"parentEventNumber":0`)+`]}`), invalid, nil},
+		{"chain parent max", frame("push", `{"storeId":"st","events":[`+event(`"eventNumber":9223372036854775807`, `"parentEventNumber":9223372036854775807`)+`]}`), invalid, nil},
+		{"chain broken over limit", frame("push", `{"storeId":"st","events":[`+strings.Join(repeat(event(`"eventNumber":1`, `"parentEventNumber":0`), 1001), ",")+`]}`), invalid, nil},
+
+		// sinceEventNumber of a sequenced peer_pull.
+		{"sinceEventNumber", frame("peer_pull", pp(`"storeId":"st"`, `"sinceEventNumber":3`)), ok, func(t *testing.T, m *protocol.Message) {
+			wantInt(t, "sinceEventNumber", m.SinceEventNumber, 3)
+			if !m.HasSinceEventNumber {
+				t.Error("HasSinceEventNumber unset")
+			}
+		}},
+		{"sinceEventNumber negative", frame("peer_pull", pp(`"storeId":"st"`, `"sinceEventNumber":-3`)), invalid, nil},
+		{"sinceEventNumber duplicate", frame("peer_pull", pp(`"storeId":"st"`, `"sinceEventNumber":3`, `"sinceEventNumber":3`)), invalid, nil},
+		{"sinceEventNumber without storeId ignored", frame("peer_pull", pp(`"sinceEventNumber":"x"`)), ok, nil},
 	}
 }
 
@@ -581,7 +654,7 @@ func TestTypeAndCodeStrings(t *testing.T) {
 			t.Errorf("Type(%d).String() = %q, want %q", typ, got, want)
 		}
 	}
-	want := []string{"invalid_message", "unsupported_type", "client_mismatch", "unknown_request", "limit_exceeded", "rate_limited", "internal_error"}
+	want := []string{"invalid_message", "unsupported_type", "client_mismatch", "unknown_request", "limit_exceeded", "rate_limited", "internal_error", "store_conflict", "head_mismatch"}
 	codes := protocol.AllCodes()
 	if len(codes) != len(want) {
 		t.Fatalf("AllCodes() has %d codes, want %d", len(codes), len(want))
@@ -645,5 +718,32 @@ func wantInt(t *testing.T, field string, got, want int64) {
 	t.Helper()
 	if got != want {
 		t.Errorf("%s = %d, want %d", field, got, want)
+	}
+}
+
+// TestDecodeNestingLimit shows the nesting limit and that its rejection
+// names it, unlike other malformed JSON.
+func TestDecodeNestingLimit(t *testing.T) {
+	const limit = 128
+	// The message is level 1, payload 2, events 3, an event 4, its data 5.
+	nested := func(levels int) []byte {
+		data := strings.Repeat("[", levels-4) + strings.Repeat("]", levels-4)
+		return []byte(`{"type":"push","clientId":"c","sessionId":"s","timestamp":1,"payload":{"events":[{"eventName":"e","eventNumber":0,"clientId":"c","sessionId":"s","timestamp":1,"data":` + data + `}]}}`)
+	}
+	dec := protocol.NewDecoder(protocol.Limits{})
+	var m protocol.Message
+	if err := dec.Decode(nested(limit), &m); err != nil {
+		t.Fatalf("%d levels: %v", limit, err)
+	}
+	err := dec.Decode(nested(limit+1), &m)
+	var pe *protocol.Error
+	if !errors.As(err, &pe) || pe.Code != protocol.CodeInvalidMessage {
+		t.Fatalf("%d levels: got %v, want invalid_message", limit+1, err)
+	}
+	if !strings.Contains(pe.Message, "128 levels") {
+		t.Errorf("%d levels: message %q does not state the limit", limit+1, pe.Message)
+	}
+	if err := dec.Decode([]byte(`{"type":`), &m); err == nil || strings.Contains(err.Error(), "levels") {
+		t.Errorf("syntax error: got %v, want the plain JSON rejection", err)
 	}
 }

@@ -127,3 +127,63 @@ func TestEncodeErrorCodeNames(t *testing.T) {
 		t.Errorf("code = %v", got)
 	}
 }
+
+func TestStoreEncoders(t *testing.T) {
+	h := protocol.Head{EventNumber: 7, ClientID: "dev\"a", SessionID: "s1"}
+	head := map[string]any{"eventNumber": 7.0, "clientId": "dev\"a", "sessionId": "s1"}
+	zero := map[string]any{"eventNumber": 0.0}
+
+	want := envelope("ack", 5)
+	want["payload"] = map[string]any{"receivedCount": 2.0, "lastTimestamp": 9.0, "storeId": "st", "head": head}
+	if got := decodeJSON(t, protocol.AppendStoreAck(nil, 5, 2, 9, "st", h)); !reflect.DeepEqual(got, want) {
+		t.Errorf("ack: got %v\nwant %v", got, want)
+	}
+
+	want = envelope("pull_response", 5)
+	want["payload"] = map[string]any{"events": []any{}, "fromClientId": "server", "hasMore": false,
+		"storeId": "st", "head": zero, "storePeers": []any{"b"}}
+	want["onlinePeers"] = []any{"b", "c"}
+	got := decodeJSON(t, protocol.AppendStorePullResponse(nil, 5, []string{"b", "c"}, "st", protocol.Head{ClientID: "ignored"}, []string{"b"}))
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("pull_response: got %v\nwant %v", got, want)
+	}
+	got = decodeJSON(t, protocol.AppendStorePullResponse(nil, 5, nil, "st", h, nil))
+	if p := got["payload"].(map[string]any); !reflect.DeepEqual(p["storePeers"], []any{}) || !reflect.DeepEqual(got["onlinePeers"], []any{}) {
+		t.Errorf("empty peer lists: %v", got)
+	}
+
+	want = envelope("peer_pull_response", 5)
+	want["payload"] = map[string]any{"requestId": "r", "events": []any{}, "hasMore": false, "storeId": "st", "head": head}
+	if got := decodeJSON(t, protocol.AppendStorePeerPullResponse(nil, 5, []byte("r"), "st", h)); !reflect.DeepEqual(got, want) {
+		t.Errorf("peer_pull_response: got %v\nwant %v", got, want)
+	}
+}
+
+func TestAppendErrorReply(t *testing.T) {
+	h := protocol.Head{EventNumber: 3, ClientID: "a", SessionID: "b"}
+	cases := []struct {
+		name    string
+		to      protocol.ReplyTo
+		head    *protocol.Head
+		payload any
+	}{
+		{"unknown type", protocol.ReplyTo{}, nil, nil},
+		{"type only", protocol.ReplyTo{Type: protocol.TypePush}, nil,
+			map[string]any{"replyTo": map[string]any{"type": "push"}}},
+		{"request and store", protocol.ReplyTo{Type: protocol.TypePeerPull, RequestID: "r\n", StoreID: "st"}, nil,
+			map[string]any{"replyTo": map[string]any{"type": "peer_pull", "requestId": "r\n", "storeId": "st"}}},
+		{"head", protocol.ReplyTo{Type: protocol.TypePush, StoreID: "st"}, &h,
+			map[string]any{"storeId": "st", "head": map[string]any{"eventNumber": 3.0, "clientId": "a", "sessionId": "b"},
+				"replyTo": map[string]any{"type": "push", "storeId": "st"}}},
+	}
+	for _, tt := range cases {
+		want := envelope("error", 5)
+		want["code"], want["message"] = "head_mismatch", "m"
+		if tt.payload != nil {
+			want["payload"] = tt.payload
+		}
+		if got := decodeJSON(t, protocol.AppendErrorReply(nil, 5, protocol.CodeHeadMismatch, "m", tt.to, tt.head)); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %v\nwant %v", tt.name, got, want)
+		}
+	}
+}

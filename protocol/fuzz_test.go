@@ -156,6 +156,35 @@ func checkAgainstStdlib(t *testing.T, in []byte, m *protocol.Message) {
 			t.Errorf("targetClientId: stdlib %v, Decode %q", target, m.TargetClientID)
 		}
 	}
+	if sid, has := p["storeId"]; has != (m.StoreID != nil) || has && str(sid) != string(m.StoreID) {
+		t.Errorf("storeId: stdlib %v, Decode %q", sid, m.StoreID)
+	}
+	if m.StoreID != nil && m.Type == protocol.TypePull {
+		h := p["head"].(map[string]any)
+		if n := integer(h["eventNumber"]); n != m.Head.EventNumber {
+			t.Errorf("head: stdlib %d, Decode %d", n, m.Head.EventNumber)
+		}
+		if m.Head.EventNumber > 0 && (str(h["clientId"]) != string(m.Head.ClientID) || str(h["sessionId"]) != string(m.Head.SessionID)) {
+			t.Errorf("head ids: stdlib %v, Decode %q %q", h, m.Head.ClientID, m.Head.SessionID)
+		}
+	}
+	if m.StoreID != nil && m.Type == protocol.TypePush && m.EventCount > 0 {
+		evs := p["events"].([]any)
+		first, last := evs[0].(map[string]any), evs[len(evs)-1].(map[string]any)
+		if n := integer(first["parentEventNumber"]); n != m.FirstParent {
+			t.Errorf("first parent: stdlib %d, Decode %d", n, m.FirstParent)
+		}
+		for i, e := range evs {
+			ev := e.(map[string]any)
+			parent, number := integer(ev["parentEventNumber"]), integer(ev["eventNumber"])
+			if number != parent+1 || i > 0 && parent != integer(evs[i-1].(map[string]any)["eventNumber"]) {
+				t.Errorf("accepted a broken chain at event %d", i)
+			}
+		}
+		if integer(last["eventNumber"]) != m.LastEvent.EventNumber || str(last["clientId"]) != string(m.LastEvent.ClientID) || str(last["sessionId"]) != string(m.LastEvent.SessionID) {
+			t.Errorf("last event: stdlib %v, Decode %+v", last, m.LastEvent)
+		}
+	}
 	if m.Type == protocol.TypePeerPullResponse && p["hasMore"] != m.HasMore {
 		t.Errorf("hasMore: stdlib %v, Decode %v", p["hasMore"], m.HasMore)
 	}

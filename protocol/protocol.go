@@ -51,6 +51,12 @@ const (
 	CodeLimitExceeded
 	CodeRateLimited
 	CodeInternalError
+	// CodeStoreConflict answers a join whose announced head forks from the
+	// relay's: same eventNumber, other ids.
+	CodeStoreConflict
+	// CodeHeadMismatch answers a sequenced push whose first parent is not
+	// the store's head.
+	CodeHeadMismatch
 )
 
 // String returns the wire name of c, or "unknown" for a value outside the
@@ -71,6 +77,10 @@ func (c Code) String() string {
 		return "rate_limited"
 	case CodeInternalError:
 		return "internal_error"
+	case CodeStoreConflict:
+		return "store_conflict"
+	case CodeHeadMismatch:
+		return "head_mismatch"
 	default:
 		return "unknown"
 	}
@@ -87,6 +97,8 @@ func AllCodes() []Code {
 		CodeLimitExceeded,
 		CodeRateLimited,
 		CodeInternalError,
+		CodeStoreConflict,
+		CodeHeadMismatch,
 	}
 }
 
@@ -137,6 +149,35 @@ type Message struct {
 
 	// HasMore is set for a peer_pull_response.
 	HasMore bool
+
+	// StoreID is payload.storeId, nil when absent: the message then takes
+	// no part in a sequenced store.
+	StoreID []byte
+	// Head is the head a pull with StoreID announces.
+	Head HeadRef
+	// FirstParent is events[0].parentEventNumber and LastEvent the last
+	// event's number and ids, for a push with StoreID and events.
+	FirstParent int64
+	LastEvent   HeadRef
+	// SinceEventNumber is optional in a peer_pull with StoreID.
+	SinceEventNumber    int64
+	HasSinceEventNumber bool
+}
+
+// HeadRef is a store head as read from a frame: the number of the last
+// event of a store and its ids. At EventNumber 0 the ids are nil.
+type HeadRef struct {
+	EventNumber int64
+	ClientID    []byte
+	SessionID   []byte
+}
+
+// Head is a store head as the relay keeps it: the last accepted event's
+// number and ids, or EventNumber 0 (and no ids) for an empty store.
+type Head struct {
+	EventNumber int64
+	ClientID    string
+	SessionID   string
 }
 
 // Limits bounds what a single frame may carry.

@@ -18,6 +18,7 @@ const maxDepth = 128
 type scanner struct {
 	data []byte
 	pos  int
+	deep bool // the failure was nesting beyond maxDepth, not syntax
 }
 
 func (s *scanner) peek() byte {
@@ -115,6 +116,7 @@ func (s *scanner) skipValue(depth int) bool {
 
 func (s *scanner) skipObject(depth int) bool {
 	if depth > maxDepth {
+		s.deep = true
 		return false
 	}
 	if s.open('}') {
@@ -136,6 +138,7 @@ func (s *scanner) skipObject(depth int) bool {
 
 func (s *scanner) skipArray(depth int) bool {
 	if depth > maxDepth {
+		s.deep = true
 		return false
 	}
 	if s.open(']') {

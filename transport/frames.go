@@ -10,72 +10,104 @@ import (
 	"github.com/livestore-relay/livestore-relay/actors"
 )
 
+// MaxFragments bounds the frames one message may be split into. Fragments
+// of no bytes cost no size, so without a count a never-ending message of
+// empty continuations would keep a reader busy for nothing; a message with
+// more closes the connection with 1009, like one over the size limit.
+const MaxFragments = 1024
+
+// msgGrowMin is the smallest step of a message buffer that has to grow.
+const msgGrowMin = 4 << 10
+
+// session is what the frame parser tells about a connection's input. The
+// actor layer's *actors.Session is the real one; tests use their own.
+type session interface {
+	// Touch records that bytes arrived.
+	Touch(now time.Time)
+	// Closing reports whether the connection's end is decided.
+	Closing() bool
+	// Text takes a complete text message: FrameHeaderRoom free bytes, then
+	// the unmasked, UTF-8 checked payload. It keeps buf.
+	Text(buf []byte, now time.Time)
+	// Binary is told of a complete binary message.
+	Binary()
+	// Ping answers a ping, or drops it past the connection's rate.
+	Ping(payload []byte, now time.Time)
+	// Pong counts an unsolicited or answering pong against the rate.
+	Pong(now time.Time)
+	// PeerClose takes the client's close code, 0 when it sent none.
+	PeerClose(code uint16)
+}
+
 // frameParser turns the bytes of one client connection into messages for
 // its session, whatever way they were read: it keeps the state of a frame
 // or message that is split across reads, so the reader can hand it any
 // chunk it has. Only one goroutine at a time calls it.
 type frameParser struct {
-	sess *actors.Session
+	sess session
 	max  int
 
-	hdr  [ws.MaxHeaderSize]byte // a header split across reads
-	hn   int
-	h    ws.Header
-	left int64  // payload bytes of the current frame still to come
-	dst  []byte // where they go: the message or the control payload
-	ctl  []byte // a control frame's payload, allocated when one arrives
-	skip bool   // the close is decided: data payloads are discarded
+	hdr [ws.MaxHeaderSize]byte // a header split across reads
+	hn  int
 
-	msg []byte    // the message being assembled, FrameHeaderRoom first
-	op  ws.OpCode // its opcode
-	in  bool      // a message is being assembled
+	// The current frame, once its header is complete.
+	h       ws.Header
+	inFrame bool
+	pos     int64  // payload bytes of the frame read so far
+	left    int64  // and still to come
+	ctl     []byte // a control frame's payload, allocated when one arrives
+	skip    bool   // the close is decided: data payloads are discarded
+
+	// The message being assembled.
+	msg   []byte    // FrameHeaderRoom first, then the payload so far
+	size  int64     // payload bytes announced so far
+	frags int       // frames so far
+	op    ws.OpCode // its opcode
+	in    bool      // a message is being assembled
 }
 
-// feed consumes p. It reports stop when reading must end: the peer closed,
-// or the parser found a reason to close (already given to the session).
-func (f *frameParser) feed(p []byte, now time.Time) (stop bool) {
+// feed consumes p. It returns closeNone (0) while reading goes on;
+// actors.ClosePeer once the peer's close frame has been handed to the
+// session; any other reason is why the connection must close, for the
+// caller to give to the session. Once it returns a reason, it must not be
+// fed again.
+func (f *frameParser) feed(p []byte, now time.Time) actors.CloseReason {
 	f.sess.Touch(now)
 	for len(p) > 0 {
-		if f.left == 0 && f.dst == nil {
-			n, ok := f.header(p)
+		if !f.inFrame {
+			n, r := f.header(p)
 			p = p[n:]
-			if !ok {
-				return true
+			if r != 0 {
+				return r
 			}
-			if f.dst == nil && f.left == 0 {
-				continue // header incomplete
-			}
-			if f.left > 0 {
-				continue
+			if !f.inFrame {
+				continue // header incomplete: p is used up
 			}
 		} else {
 			n := int(min(int64(len(p)), f.left))
-			if !f.skip || f.h.OpCode.IsControl() {
-				copy(f.dst[len(f.dst)-int(f.left):], p[:n])
-			}
-			f.left -= int64(n)
+			f.payload(p[:n])
 			p = p[n:]
 		}
 		if f.left == 0 {
-			if done := f.complete(now); done {
-				return true
+			if r := f.complete(now); r != 0 {
+				return r
 			}
 		}
 	}
-	return false
+	return 0
 }
 
-// header reads (part of) a frame header from p and prepares the payload's
-// destination. It returns how many bytes it consumed and false when the
-// connection must close.
-func (f *frameParser) header(p []byte) (int, bool) {
+// header reads (part of) a frame header from p and, once it is complete,
+// sets up the frame. It returns how many bytes it consumed, and why the
+// connection must close if it must.
+func (f *frameParser) header(p []byte) (int, actors.CloseReason) {
 	used := 0
 	if f.hn < 2 {
 		n := copy(f.hdr[f.hn:2], p)
 		f.hn += n
 		used += n
 		if f.hn < 2 {
-			return used, true
+			return used, 0
 		}
 	}
 	size := headerSize(f.hdr[0], f.hdr[1])
@@ -83,36 +115,31 @@ func (f *frameParser) header(p []byte) (int, bool) {
 	f.hn += n
 	used += n
 	if f.hn < size {
-		return used, true
+		return used, 0
 	}
 	f.hn = 0
 	h, err := parseHeader(f.hdr[:size])
 	if err != nil {
-		f.sess.Fail(actors.CloseProtocolError)
-		return used, false
+		return used, actors.CloseProtocolError
 	}
-	if reason := f.begin(h); reason != 0 {
-		f.sess.Fail(reason)
-		return used, false
-	}
-	return used, true
+	return used, f.begin(h)
 }
 
-// begin checks a complete header against the protocol and the size limit
-// (before a byte of its payload is read) and sets up its payload.
+// begin checks a complete header against the protocol and the limits
+// (before a byte of its payload is read) and sets up its payload. Nothing
+// is allocated for a data payload here: a header alone pins no memory.
 func (f *frameParser) begin(h ws.Header) actors.CloseReason {
 	if h.Rsv != 0 || !h.Masked {
 		return actors.CloseProtocolError
 	}
-	f.h, f.left = h, h.Length
+	f.h, f.pos, f.left, f.inFrame = h, 0, h.Length, true
 	if h.OpCode.IsControl() {
 		if h.Length > 125 || !h.Fin {
 			return actors.CloseProtocolError
 		}
-		if cap(f.ctl) < int(h.Length) {
-			f.ctl = make([]byte, 0, 125)
+		if h.Length > 0 && f.ctl == nil {
+			f.ctl = make([]byte, 125)
 		}
-		f.dst = f.ctl[:h.Length]
 		return 0
 	}
 	switch h.OpCode {
@@ -120,7 +147,7 @@ func (f *frameParser) begin(h ws.Header) actors.CloseReason {
 		if f.in {
 			return actors.CloseProtocolError
 		}
-		f.op, f.in = h.OpCode, true
+		f.op, f.in, f.size, f.frags = h.OpCode, true, 0, 0
 	case ws.OpContinuation:
 		if !f.in {
 			return actors.CloseProtocolError
@@ -128,84 +155,108 @@ func (f *frameParser) begin(h ws.Header) actors.CloseReason {
 	default:
 		return actors.CloseProtocolError
 	}
-	have := 0
-	if f.msg != nil {
-		have = len(f.msg) - actors.FrameHeaderRoom
-	}
-	if h.Length > int64(f.max-have) {
+	f.frags++
+	if h.Length > int64(f.max)-f.size || f.frags > MaxFragments {
 		return actors.CloseTooBig
 	}
+	f.size += h.Length
 	f.skip = f.sess.Closing()
 	if f.skip {
-		f.dst = f.hdr[:0] // anything non-nil: the payload is counted, not kept
-		return 0
+		f.msg = nil
 	}
-	if f.msg == nil {
-		f.msg = make([]byte, actors.FrameHeaderRoom, actors.FrameHeaderRoom+int(h.Length))
-	}
-	f.msg = append(f.msg, make([]byte, h.Length)...)
-	f.dst = f.msg
 	return 0
 }
 
-// complete handles a frame whose payload has fully arrived. It reports
-// whether reading must end.
-func (f *frameParser) complete(now time.Time) bool {
+// payload takes the next bytes of the current frame's payload.
+func (f *frameParser) payload(b []byte) {
+	switch {
+	case f.h.OpCode.IsControl():
+		copy(f.ctl[f.pos:], b)
+	case !f.skip:
+		f.grow(len(b))
+		start := len(f.msg)
+		f.msg = append(f.msg, b...)
+		ws.Cipher(f.msg[start:], f.h.Mask, int(f.pos))
+	}
+	f.pos += int64(len(b))
+	f.left -= int64(len(b))
+}
+
+// grow makes room for n more bytes of the message. The buffer grows with
+// the bytes that have arrived, at most doubling and never past the end of
+// the current frame, so a header announcing a large payload that trickles
+// in holds no more than twice what came; a frame that arrives whole gets a
+// buffer of exactly its size.
+func (f *frameParser) grow(n int) {
+	have := len(f.msg)
+	if f.msg == nil {
+		have = actors.FrameHeaderRoom
+	}
+	need := have + n
+	if need <= cap(f.msg) {
+		return
+	}
+	frameEnd := have + int(f.left)
+	c := max(need, min(max(2*cap(f.msg), msgGrowMin), frameEnd))
+	msg := make([]byte, have, c)
+	copy(msg, f.msg)
+	f.msg = msg
+}
+
+// complete handles a frame whose payload has fully arrived.
+func (f *frameParser) complete(now time.Time) actors.CloseReason {
 	h := f.h
-	f.dst = nil
+	f.inFrame = false
 	if h.OpCode.IsControl() {
 		p := f.ctl[:h.Length]
 		ws.Cipher(p, h.Mask, 0)
-		return f.control(h.OpCode, p)
+		return f.control(h.OpCode, p, now)
 	}
-	if f.skip {
-		if h.Fin {
-			f.msg, f.in = nil, false
-		}
-		return false
-	}
-	start := len(f.msg) - int(h.Length)
-	ws.Cipher(f.msg[start:], h.Mask, 0)
 	if !h.Fin {
-		return false
+		return 0
 	}
 	msg := f.msg
 	f.msg, f.in = nil, false
+	if f.skip {
+		return 0
+	}
+	if msg == nil { // an empty message
+		msg = make([]byte, actors.FrameHeaderRoom)
+	}
 	if f.op == ws.OpBinary {
 		f.sess.Binary()
-		return false
+		return 0
 	}
 	if !utf8.Valid(msg[actors.FrameHeaderRoom:]) {
-		f.sess.Fail(actors.CloseInvalidUTF8)
-		return true
+		return actors.CloseInvalidUTF8
 	}
 	f.sess.Text(msg, now)
-	return false
+	return 0
 }
 
-// control handles a ping, pong or close. It reports whether reading must end.
-func (f *frameParser) control(op ws.OpCode, p []byte) bool {
+// control handles a ping, pong or close.
+func (f *frameParser) control(op ws.OpCode, p []byte, now time.Time) actors.CloseReason {
 	switch op {
 	case ws.OpPing:
-		f.sess.Ping(p)
+		f.sess.Ping(p, now)
 	case ws.OpPong:
+		f.sess.Pong(now)
 	case ws.OpClose:
 		switch {
 		case len(p) == 0:
 			f.sess.PeerClose(0)
 		case len(p) == 1 || !validCloseCode(binary.BigEndian.Uint16(p)):
-			f.sess.Fail(actors.CloseProtocolError)
+			return actors.CloseProtocolError
 		case !utf8.Valid(p[2:]):
-			f.sess.Fail(actors.CloseInvalidUTF8)
+			return actors.CloseInvalidUTF8
 		default:
 			f.sess.PeerClose(binary.BigEndian.Uint16(p))
 		}
-		return true
+		return actors.ClosePeer
 	default:
-		f.sess.Fail(actors.CloseProtocolError)
-		return true
+		return actors.CloseProtocolError
 	}
-	return false
+	return 0
 }
 
 // validCloseCode reports whether a peer may send code (RFC 6455 §7.4).
@@ -219,16 +270,27 @@ func validCloseCode(code uint16) bool {
 	return false
 }
 
+// The bits of a frame header's first two bytes (RFC 6455 §5.2).
+const (
+	bitFin     = 0x80 // first byte
+	bitsRsv    = 0x70
+	bitsOpCode = 0x0f
+	bitMask    = 0x80 // second byte
+	bitsLen    = 0x7f
+	len16      = 126 // bitsLen values announcing an extended length
+	len64      = 127
+)
+
 // headerSize is the length of a frame header given its first two bytes.
 func headerSize(b0, b1 byte) int {
 	size := 2
-	switch b1 & 0x7f {
-	case 126:
+	switch b1 & bitsLen {
+	case len16:
 		size += 2
-	case 127:
+	case len64:
 		size += 8
 	}
-	if b1&0x80 != 0 {
+	if b1&bitMask != 0 {
 		size += 4
 	}
 	return size
@@ -238,17 +300,17 @@ func headerSize(b0, b1 byte) int {
 // does not allocate, and it requires the minimal length encoding (RFC 6455
 // §5.2).
 func parseHeader(b []byte) (h ws.Header, err error) {
-	h.Fin = b[0]&0x80 != 0
-	h.Rsv = (b[0] & 0x70) >> 4
-	h.OpCode = ws.OpCode(b[0] & 0x0f)
-	h.Masked = b[1]&0x80 != 0
-	switch l := b[1] & 0x7f; l {
-	case 126:
+	h.Fin = b[0]&bitFin != 0
+	h.Rsv = (b[0] & bitsRsv) >> 4
+	h.OpCode = ws.OpCode(b[0] & bitsOpCode)
+	h.Masked = b[1]&bitMask != 0
+	switch l := b[1] & bitsLen; l {
+	case len16:
 		h.Length = int64(binary.BigEndian.Uint16(b[2:4]))
-		if h.Length < 126 {
+		if h.Length < len16 {
 			return h, ws.ErrHeaderLengthUnexpected
 		}
-	case 127:
+	case len64:
 		u := binary.BigEndian.Uint64(b[2:10])
 		if u&(1<<63) != 0 {
 			return h, ws.ErrHeaderLengthMSB

@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"bytes"
+	"container/list"
 	"context"
 	"errors"
 	"io"
@@ -29,7 +30,7 @@ const (
 
 // handle routes one accepted connection: GET on the sync path goes through
 // the WebSocket upgrader, everything else to net/http.
-func (s *Server) handle(c net.Conn) {
+func (s *Server) handle(c net.Conn, hs *list.Element) {
 	start := time.Now()
 	_ = c.SetDeadline(start.Add(s.cfg.HandshakeTimeout))
 	br := s.readers.Get().(*bufio.Reader)
@@ -54,6 +55,7 @@ func (s *Server) handle(c net.Conn) {
 	switch route {
 	case routeDrop:
 		// Nothing or half a request line within the handshake timeout.
+		s.pending.done(hs)
 		s.metrics.handshakeRejected(0)
 		_ = c.Close()
 		release()
@@ -61,16 +63,20 @@ func (s *Server) handle(c net.Conn) {
 	case routeHTTP:
 		// net/http keeps br: it holds bytes of the request.
 		_ = c.SetDeadline(time.Time{})
-		s.httpConns.push(&peekedConn{Conn: c, r: br})
+		s.httpConns.push(&peekedConn{Conn: c, r: br, hs: hs})
 		return
 	}
 	h := s.handshakes.Get().(*handshake)
 	h.begin(br, c, start)
 	_, err := h.upgrader.Upgrade(&h.rw)
+	s.pending.done(hs)
 	if err != nil {
 		h.refuse(err)
 		h.end()
 		release()
+		if errors.Is(err, errHeadTooLarge) {
+			lingerClose(c)
+		}
 		_ = c.Close()
 		return
 	}
@@ -99,6 +105,23 @@ func (s *Server) handle(c net.Conn) {
 		}
 	}
 }
+
+// lingerClose lets a client that is still sending read the answer written
+// to it: closing a socket with unread bytes would reset the connection and
+// could discard the answer before the client reads it. It reads on for a
+// short, bounded while, keeping nothing, as net/http does.
+func lingerClose(c net.Conn) {
+	if tc, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, c, lingerBytes)
+}
+
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 1 << 20
+)
 
 // Where a new connection's first request goes.
 const (
@@ -150,7 +173,7 @@ type handshake struct {
 	tokenQuery, tokenCookie   string
 	hasQuery, hasCookie       bool
 	origin, host              []byte
-	hasOrigin                 bool
+	hasOrigin, hasHost        bool
 	ident                     auth.Identity
 	adm                       *actors.Admission
 	status                    int
@@ -163,9 +186,23 @@ type handshakeIO struct {
 	r      io.Reader
 	w      io.Writer
 	accept bool
+	// The request head may take at most left more bytes. The upgrader
+	// keeps a header line whole in memory however long it is, so this is
+	// what bounds the memory of a handshake.
+	left int
 }
 
-func (h *handshakeIO) Read(p []byte) (int, error) { return h.r.Read(p) }
+// errHeadTooLarge is a request head over Config.MaxHeaderBytes.
+var errHeadTooLarge = errors.New("request head too large")
+
+func (h *handshakeIO) Read(p []byte) (int, error) {
+	if h.left <= 0 {
+		return 0, errHeadTooLarge
+	}
+	n, err := h.r.Read(p[:min(len(p), h.left)])
+	h.left -= n
+	return n, err
+}
 func (h *handshakeIO) Write(p []byte) (int, error) {
 	if !h.accept {
 		return len(p), nil
@@ -185,7 +222,7 @@ func newHandshake(s *Server) *handshake {
 }
 
 func (h *handshake) begin(r io.Reader, c net.Conn, started time.Time) {
-	h.rw = handshakeIO{r: r, w: c}
+	h.rw = handshakeIO{r: r, w: c, left: h.s.cfg.MaxHeaderBytes}
 	h.started = started
 }
 
@@ -199,14 +236,23 @@ func (h *handshake) onRequest(uri []byte) error {
 	return nil
 }
 
+// A second Host or Origin header is refused rather than one of them
+// chosen: a proxy in front might act on the other one.
 func (h *handshake) onHost(host []byte) error {
+	if h.hasHost {
+		return h.refuseWith(http.StatusBadRequest, "bad_request", "more than one Host header")
+	}
 	h.host = append(h.host[:0], host...)
+	h.hasHost = true
 	return nil
 }
 
 func (h *handshake) onHeader(key, value []byte) error {
 	switch {
 	case bytes.EqualFold(key, []byte("Origin")):
+		if h.hasOrigin {
+			return h.refuseWith(http.StatusBadRequest, "bad_request", "more than one Origin header")
+		}
 		h.origin = append(h.origin[:0], value...)
 		h.hasOrigin = true
 	case bytes.EqualFold(key, []byte("Cookie")) && !h.hasCookie:
@@ -269,6 +315,8 @@ func (h *handshake) refuse(err error) {
 	} else {
 		var rej *ws.ConnectionRejectedError
 		switch {
+		case errors.Is(err, errHeadTooLarge):
+			status = http.StatusRequestHeaderFieldsTooLarge
 		case errors.Is(err, ws.ErrHandshakeBadUpgrade), errors.Is(err, ws.ErrHandshakeBadConnection):
 			status, extra = http.StatusUpgradeRequired, "Upgrade: websocket\r\n"
 		case errors.Is(err, ws.ErrHandshakeUpgradeRequired), errors.Is(err, ws.ErrHandshakeBadSecVersion):
@@ -284,8 +332,11 @@ func (h *handshake) refuse(err error) {
 			status = http.StatusBadRequest
 		}
 		code := "bad_request"
-		if status == http.StatusUpgradeRequired {
+		switch status {
+		case http.StatusUpgradeRequired:
 			code = "upgrade_required"
+		case http.StatusRequestHeaderFieldsTooLarge:
+			code = "headers_too_large"
 		}
 		body = `{"type":"error","code":"` + code + `","message":"` + http.StatusText(status) + `"}`
 	}
@@ -302,7 +353,8 @@ func (h *handshake) refuse(err error) {
 // peekedConn is a connection whose first bytes sit in r.
 type peekedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r  *bufio.Reader
+	hs *list.Element // its place among the pending handshakes
 }
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

@@ -12,6 +12,8 @@ type metrics struct {
 	handshakeDuration prometheus.Histogram
 	authFailures      map[auth.Reason]prometheus.Counter
 	rejections        *prometheus.CounterVec
+	handshakesPending prometheus.Gauge
+	handshakesShed    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -21,6 +23,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time from accepting a connection to its WebSocket upgrade, token check included.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14)}),
 		authFailures: make(map[auth.Reason]prometheus.Counter),
+		handshakesPending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "handshakes_pending",
+			Help: "Accepted connections that have not finished their handshake."}),
+		handshakesShed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "handshakes_shed_total",
+			Help: "Unfinished handshakes closed to make room for new connections (--max-handshakes, or out of file descriptors)."}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "upgrade_rejections_total",
 			Help: "Refused WebSocket upgrades by HTTP status (0: the client went away mid-handshake)."}, []string{"status"}),
 	}
@@ -29,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range auth.AllReasons() {
 		m.authFailures[r] = failures.WithLabelValues(string(r))
 	}
-	reg.MustRegister(m.handshakeDuration, failures, m.rejections)
+	reg.MustRegister(m.handshakeDuration, failures, m.rejections, m.handshakesPending, m.handshakesShed)
 	return m
 }
 

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
 	"github.com/livestore-relay/livestore-relay/actors"
@@ -53,9 +54,13 @@ type reactor struct {
 	n      int
 	err    error
 	waitFn func(fd uintptr) bool
+	pollFn func(fd uintptr)
 	events []unix.EpollEvent
 	ready  int
 	wErr   error
+	// Sockets to read again next round, and the other half of that list.
+	again, spare []*pconn
+	log          zerolog.Logger
 }
 
 // pconn is one connection in the poller. Apart from done, its fields are
@@ -64,6 +69,7 @@ type pconn struct {
 	done     atomic.Bool
 	hup      bool // the peer shut its side: read on to the end
 	draining bool
+	queued   bool // in the reactor's list for this round or the next
 	id       uint64
 	r        *reactor
 	c        net.Conn
@@ -72,10 +78,10 @@ type pconn struct {
 	parser   frameParser
 }
 
-func newPoller() (*poller, error) {
+func newPoller(log zerolog.Logger) (*poller, error) {
 	p := &poller{}
 	for range max(1, runtime.GOMAXPROCS(0)) {
-		r, err := newReactor()
+		r, err := newReactor(log)
 		if err != nil {
 			p.close()
 			return nil, err
@@ -90,7 +96,7 @@ func newPoller() (*poller, error) {
 	return p, nil
 }
 
-func newReactor() (*reactor, error) {
+func newReactor(log zerolog.Logger) (*reactor, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -100,13 +106,14 @@ func newReactor() (*reactor, error) {
 		return nil, fmt.Errorf("epoll non-blocking: %w", err)
 	}
 	r := &reactor{epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"), conns: make(map[uint64]*pconn),
-		buf: make([]byte, pollReadBuffer), events: make([]unix.EpollEvent, 256)}
+		buf: make([]byte, pollReadBuffer), events: make([]unix.EpollEvent, 256), log: log}
 	if r.ep, err = r.file.SyscallConn(); err != nil {
 		r.file.Close()
 		return nil, fmt.Errorf("epoll raw descriptor: %w", err)
 	}
 	r.readFn = r.read
 	r.waitFn = r.wait
+	r.pollFn = func(fd uintptr) { r.wait(fd) }
 	return r, nil
 }
 
@@ -132,8 +139,11 @@ func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMess
 	id := p.next.Add(1)
 	r := p.reactors[id%uint64(len(p.reactors))]
 	pc := &pconn{id: id, r: r, c: sock.c, rc: rc, sess: sess, parser: frameParser{sess: sess, max: maxMessage}}
-	if len(pending) > 0 && pc.parser.feed(pending, time.Now()) {
-		pc.draining = true
+	if len(pending) > 0 {
+		if reason := pc.parser.feed(pending, time.Now()); reason != 0 {
+			pc.draining = true
+			fail(sess, reason)
+		}
 	}
 	r.mu.Lock()
 	r.conns[id] = pc
@@ -159,16 +169,34 @@ func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMess
 	return nil
 }
 
+// loop serves the reactor's sockets in rounds. A round reads each ready
+// socket once, at most one buffer, so a client that keeps its socket full
+// gets its turn like any other instead of holding the reactor. A socket
+// that may hold more bytes is served again next round: with edge
+// triggering no new event would come for them. While such sockets wait,
+// the reactor polls epoll without parking.
 func (r *reactor) loop() {
 	for {
-		if err := r.ep.Read(r.waitFn); err != nil {
+		var err error
+		if len(r.again) == 0 {
+			err = r.ep.Read(r.waitFn) // parks until a socket is ready
+		} else {
+			err = r.ep.Control(r.pollFn)
+		}
+		if err != nil {
 			return // closed
 		}
+		if r.wErr != nil {
+			// Only a broken epoll descriptor fails epoll_wait (EINTR is
+			// retried): nothing this reactor reads can be served any more.
+			r.log.Error().Err(r.wErr).Msg("epoll_wait failed; reactor stopped")
+			return
+		}
+		run := r.again
 		for i := range r.ready {
 			ev := &r.events[i]
-			id := eventID(ev)
 			r.mu.Lock()
-			pc := r.conns[id]
+			pc := r.conns[eventID(ev)]
 			r.mu.Unlock()
 			if pc == nil {
 				continue
@@ -176,49 +204,69 @@ func (r *reactor) loop() {
 			if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				pc.hup = true
 			}
-			r.drain(pc)
+			if !pc.queued {
+				pc.queued = true
+				run = append(run, pc)
+			}
 		}
+		r.again = r.spare[:0]
+		now := time.Now()
+		for i, pc := range run {
+			run[i] = nil
+			if r.serve(pc, now) {
+				r.again = append(r.again, pc)
+			} else {
+				pc.queued = false
+			}
+		}
+		r.spare = run[:0]
 	}
 }
 
 // wait collects ready events without blocking; when there are none, the
 // runtime parks the reactor until the epoll descriptor becomes readable.
 func (r *reactor) wait(fd uintptr) bool {
-	r.ready, r.wErr = unix.EpollWait(int(fd), r.events, 0)
+	for {
+		r.ready, r.wErr = unix.EpollWait(int(fd), r.events, 0)
+		if !errors.Is(r.wErr, unix.EINTR) {
+			break
+		}
+	}
 	if r.wErr != nil || r.ready < 0 {
 		r.ready = 0
+		return true // stop waiting: the loop looks at wErr
 	}
 	return r.ready > 0
 }
 
-// drain reads until a short read, which with edge triggering means the
-// socket holds no more bytes for now. The end of the stream raises no new
-// edge once reported, so after a hang-up it reads on until it sees it.
-func (r *reactor) drain(pc *pconn) {
+// serve reads a socket once, at most one buffer, and reports whether it may
+// hold more bytes. A short read means, with edge triggering, that the
+// socket is drained for now. The end of the stream raises no new edge once
+// reported, so after a hang-up it is read until it shows.
+func (r *reactor) serve(pc *pconn, now time.Time) bool {
 	if pc.done.Load() {
-		return
+		return false
 	}
-	now := time.Now()
-	for {
-		err := pc.rc.Read(r.readFn)
-		n, rerr := r.n, r.err
-		if err != nil {
-			pc.finish() // closed, or past the deadline the writer set while closing
-			return
-		}
-		if n > 0 && !pc.draining && pc.parser.feed(r.buf[:n], now) {
+	err := pc.rc.Read(r.readFn)
+	n, rerr := r.n, r.err
+	if err != nil {
+		pc.finish() // closed, or past the deadline the writer set while closing
+		return false
+	}
+	if n > 0 && !pc.draining {
+		if reason := pc.parser.feed(r.buf[:n], now); reason != 0 {
 			pc.draining = true
-		}
-		switch {
-		case errors.Is(rerr, unix.EAGAIN):
-			return
-		case rerr != nil || n == 0:
-			pc.finish() // the peer closed or the connection failed
-			return
-		case n < len(r.buf) && !pc.hup:
-			return
+			fail(pc.sess, reason)
 		}
 	}
+	switch {
+	case errors.Is(rerr, unix.EAGAIN):
+		return false
+	case rerr != nil || n == 0:
+		pc.finish() // the peer closed or the connection failed
+		return false
+	}
+	return n == len(r.buf) || pc.hup
 }
 
 func (r *reactor) read(fd uintptr) bool {

@@ -5,6 +5,8 @@ package transport
 import (
 	"errors"
 
+	"github.com/rs/zerolog"
+
 	"github.com/livestore-relay/livestore-relay/actors"
 )
 
@@ -16,7 +18,7 @@ type pconn struct{}
 
 var errNoEpoll = errors.New("the epoll reader needs Linux; use the goroutine reader")
 
-func newPoller() (*poller, error) { return nil, errNoEpoll }
+func newPoller(zerolog.Logger) (*poller, error) { return nil, errNoEpoll }
 
 func (p *poller) add(*socket, []byte, *actors.Session, int) error { return errNoEpoll }
 

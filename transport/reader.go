@@ -27,19 +27,31 @@ const goroutineReadBuffer = 4 << 10
 func readLoop(c net.Conn, pending []byte, sess *actors.Session, maxMessage int) {
 	defer sess.Done()
 	f := frameParser{sess: sess, max: maxMessage}
-	stop := len(pending) > 0 && f.feed(pending, time.Now())
+	var r actors.CloseReason
+	if len(pending) > 0 {
+		r = f.feed(pending, time.Now())
+	}
 	buf := make([]byte, goroutineReadBuffer)
-	for !stop {
+	for r == 0 {
 		n, err := c.Read(buf)
 		if n > 0 {
-			stop = f.feed(buf[:n], time.Now())
+			r = f.feed(buf[:n], time.Now())
 		}
-		if err != nil {
+		if err != nil && r == 0 {
 			return
 		}
 	}
+	fail(sess, r)
 	// The close is decided; wait for the peer to close its side (or the
 	// grace period the writer set) so that closing the socket does not
 	// reset a connection whose close frame is still unread.
 	_, _ = io.CopyBuffer(io.Discard, c, buf)
+}
+
+// fail gives the session the reason the parser found to close, unless the
+// peer's own close frame ended reading (the session has had it).
+func fail(sess *actors.Session, r actors.CloseReason) {
+	if r != actors.ClosePeer {
+		sess.Fail(r)
+	}
 }

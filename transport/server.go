@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,8 @@ const AsyncAPIPath = "/api/v1/livestore/asyncapi.yaml"
 // the default in its comment.
 type Config struct {
 	MaxMessageBytes  int           // 1 MiB
+	MaxHeaderBytes   int           // 32 KiB: the request line and headers of an upgrade
+	MaxHandshakes    int           // 1024: connections not yet through their handshake
 	HandshakeTimeout time.Duration // 10s
 	WriteTimeout     time.Duration // 10s: a socket that takes no bytes for this long is a slow consumer
 	CloseGrace       time.Duration // 2s: how long to wait for the peer's close reply
@@ -53,6 +56,12 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 1 << 20
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 32 << 10
+	}
+	if c.MaxHandshakes <= 0 {
+		c.MaxHandshakes = 1024
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 10 * time.Second
@@ -83,6 +92,7 @@ type Server struct {
 	httpConns  *chanListener
 	handshakes sync.Pool // *handshake
 	readers    sync.Pool // *bufio.Reader for the request line
+	pending    *pendingHandshakes
 	draining   atomic.Bool
 	poller     *poller // nil with the goroutine reader
 }
@@ -103,7 +113,7 @@ func New(cfg Config) (*Server, error) {
 		warn: cfg.Logger.Sample(&zerolog.BurstSampler{Burst: 5, Period: 10 * time.Second})}
 	switch cfg.Reader {
 	case ReaderEpoll:
-		p, err := newPoller()
+		p, err := newPoller(cfg.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -113,6 +123,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("transport: unknown reader %q", cfg.Reader)
 	}
 	s.metrics = newMetrics(reg)
+	s.pending = &pendingHandshakes{max: cfg.MaxHandshakes, gauge: s.metrics.handshakesPending, shed: s.metrics.handshakesShed}
 	ac := cfg.Actors
 	ac.Logger = cfg.Logger
 	ac.Metrics = actors.NewMetrics(reg)
@@ -126,8 +137,16 @@ func New(cfg Config) (*Server, error) {
 	s.httpSrv = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		// A connection handed to net/http counts as a pending handshake
+		// until its request has been read.
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if pc, ok := c.(*peekedConn); ok && st != http.StateNew {
+				s.pending.done(pc.hs)
+			}
+		},
+		WriteTimeout: 30 * time.Second,
+		IdleTimeout:  60 * time.Second,
 	}
 	// Only a connection's first request is routed to the WebSocket
 	// upgrader, so net/http must not keep a connection for a second one:
@@ -195,6 +214,11 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			// spinning, as net/http does.
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+					// A descriptor held by an unfinished handshake is
+					// better spent on the connection waiting behind it.
+					s.pending.shedOldest()
+				}
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.warn.Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
 				time.Sleep(delay)
@@ -203,7 +227,9 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 			return fmt.Errorf("accept: %w", err)
 		}
 		delay = 0
-		go s.handle(c)
+		// Registered here, in accept order, so that the oldest is shed first.
+		hs := s.pending.add(c)
+		go s.handle(c, hs)
 	}
 }
 

@@ -33,6 +33,8 @@ type options struct {
 	maxEventsPerPush  int
 	maxConnsPerUser   int
 	maxConns          int
+	maxHandshakes     int
+	maxHeaderBytes    int
 	maxPendingPulls   int
 	peerPullTimeout   time.Duration
 	sendQueueMessages int
@@ -48,6 +50,8 @@ type options struct {
 	mailbox           string
 	reader            string
 	pprofAddr         string
+	stateDir          string
+	maxStoresPerUser  int
 }
 
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
@@ -70,6 +74,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxEventsPerPush, "max-events-per-push", 1000, "most events in one push or peer_pull_response")
 	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", 64, "most connections one user may hold")
 	fs.IntVar(&o.maxConns, "max-conns", 0, "most connections in all (0: no limit beyond the process's file limit)")
+	fs.IntVar(&o.maxHandshakes, "max-handshakes", 1024, "most connections still in their handshake; past it the oldest is closed")
+	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 32<<10, "largest upgrade request head (request line and headers); larger ones get 431")
 	fs.IntVar(&o.maxPendingPulls, "max-pending-peer-pulls", 16, "most peer_pull requests pending on one connection")
 	fs.DurationVar(&o.peerPullTimeout, "peer-pull-timeout", 60*time.Second, "how long a peer_pull waits for responses")
 	fs.IntVar(&o.sendQueueMessages, "send-queue-messages", 1024, "messages queued for one connection before it is closed with 4003")
@@ -84,6 +90,8 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.connThroughput, "conn-throughput", 300, "messages a connection actor handles before yielding its goroutine")
 	fs.StringVar(&o.mailbox, "mailbox", "ring", "actor mailbox: ring (unbounded ring buffer) or lockfree (unbounded linked queue)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (default: off; never expose it publicly)")
+	fs.StringVar(&o.stateDir, "state-dir", "", "directory for the state file that keeps store heads across restarts (default: memory only)")
+	fs.IntVar(&o.maxStoresPerUser, "max-stores-per-user", 256, "most sequenced stores with a head per user")
 	fs.StringVar(&o.reader, "reader", transport.DefaultReader, "socket reader: epoll (Linux: no goroutine per idle connection) or goroutine (one per connection)")
 	return fs
 }
@@ -96,7 +104,10 @@ func envName(flagName string) string {
 // parse reads the environment, then the command line, into o.
 func parse(o *options, args []string, getenv func(string) string, out io.Writer) error {
 	fs := newFlagSet(o, out)
-	fs.Usage = func() { usage(fs, out) }
+	// The flag package prints the whole usage after any mistake; one line
+	// that names the mistake and points to --help is easier to read.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
@@ -109,10 +120,15 @@ func parse(o *options, args []string, getenv func(string) string, out io.Writer)
 		return envErr
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			usage(fs, out)
+			return err
+		}
+		return fmt.Errorf("%w (relay --help lists the flags)", err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q (relay --help lists the flags)", fs.Arg(0))
 	}
 	if o.dev {
 		set := map[string]bool{}
@@ -139,17 +155,47 @@ func (o *options) validate() error {
 		return errors.New("--jwt-secret and --jwt-secret-file are exclusive")
 	case o.maxMessageBytes < 64:
 		return errors.New("--max-message-bytes must be at least 64")
-	case o.maxEventsPerPush < 1, o.maxConnsPerUser < 1, o.maxPendingPulls < 1,
-		o.sendQueueMessages < 1, o.sendQueueBytes < 1, o.rateBurst < 1, o.roomThroughput < 1, o.connThroughput < 1:
-		return errors.New("limits must be positive")
+	case o.maxHeaderBytes < 1024:
+		return fmt.Errorf("--max-header-bytes must be at least 1024, not %d", o.maxHeaderBytes)
 	case o.maxConns < 0:
 		return errors.New("--max-conns must be 0 or more")
 	case o.rate <= 0:
 		return errors.New("--rate must be positive")
-	case o.peerPullTimeout <= 0, o.pingInterval <= 0, o.handshakeTimeout <= 0, o.drainTimeout <= 0, o.writeTimeout <= 0:
-		return errors.New("durations must be positive")
 	case o.jwtLeeway < 0:
 		return errors.New("--jwt-leeway must not be negative")
+	}
+	for _, l := range []struct {
+		flag string
+		v    int64
+	}{
+		{"max-events-per-push", int64(o.maxEventsPerPush)},
+		{"max-conns-per-user", int64(o.maxConnsPerUser)},
+		{"max-pending-peer-pulls", int64(o.maxPendingPulls)},
+		{"send-queue-messages", int64(o.sendQueueMessages)},
+		{"send-queue-bytes", o.sendQueueBytes},
+		{"rate-burst", int64(o.rateBurst)},
+		{"room-throughput", int64(o.roomThroughput)},
+		{"conn-throughput", int64(o.connThroughput)},
+		{"max-handshakes", int64(o.maxHandshakes)},
+		{"max-stores-per-user", int64(o.maxStoresPerUser)},
+	} {
+		if l.v < 1 {
+			return fmt.Errorf("--%s must be at least 1, not %d", l.flag, l.v)
+		}
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"peer-pull-timeout", o.peerPullTimeout},
+		{"ping-interval", o.pingInterval},
+		{"handshake-timeout", o.handshakeTimeout},
+		{"drain-timeout", o.drainTimeout},
+		{"write-timeout", o.writeTimeout},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("--%s must be a positive duration, not %s", d.flag, d.v)
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,8 +43,13 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	defer conn.Close()
-	fmt.Fprintf(stderr, "connected as %s/%s; type a line to push it\n", *clientID, *sessionID)
+	fmt.Fprintf(stderr, "connected as clientId %q, sessionId %q. Type a line to push it as one event.\n"+
+		"A line of JSON is sent as it is: it must carry this clientId and sessionId, or the relay answers client_mismatch.\n",
+		*clientID, *sessionID)
 
+	// closedBy is set by the receiving goroutine before done is closed: the
+	// code the server closed with, or 0 when the connection just ended.
+	var closedBy ws.StatusCode
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -52,7 +58,10 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			if err != nil {
 				var ce wsutil.ClosedError
 				if errors.As(err, &ce) {
+					closedBy = ce.Code
 					fmt.Fprintf(stderr, "closed by server: %d %s\n", ce.Code, ce.Reason)
+				} else if !errors.Is(err, io.EOF) {
+					fmt.Fprintf(stderr, "connection lost: %v\n", err)
 				}
 				return
 			}
@@ -66,11 +75,38 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relay connect: %v\n", err)
 		return exitFailed
 	}
-	lines := bufio.NewScanner(stdin)
-	lines.Buffer(make([]byte, 64<<10), 1<<20)
+	// Lines are read on their own goroutine, so that a close by the server
+	// ends the command even while it waits for input.
+	lines := make(chan []byte)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stdin)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			select {
+			case lines <- bytes.Clone(sc.Bytes()):
+			case <-done:
+				return
+			}
+		}
+	}()
 	n := 0
-	for lines.Scan() {
-		line := lines.Bytes()
+	for {
+		var line []byte
+		var ok bool
+		select {
+		case <-done:
+			if closedBy == ws.StatusNormalClosure || closedBy == ws.StatusGoingAway {
+				return exitOK
+			}
+			return exitFailed
+		case <-ctx.Done():
+			ok = false
+		case line, ok = <-lines:
+		}
+		if !ok {
+			break
+		}
 		if len(line) == 0 {
 			continue
 		}

@@ -104,6 +104,8 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	}
 	srv, err := transport.New(transport.Config{
 		MaxMessageBytes:  o.maxMessageBytes,
+		MaxHeaderBytes:   o.maxHeaderBytes,
+		MaxHandshakes:    o.maxHandshakes,
 		HandshakeTimeout: o.handshakeTimeout,
 		WriteTimeout:     o.writeTimeout,
 		DrainTimeout:     o.drainTimeout,
@@ -126,6 +128,8 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 			RoomThroughput:      o.roomThroughput,
 			ConnThroughput:      o.connThroughput,
 			Mailbox:             o.mailbox,
+			StateDir:            o.stateDir,
+			MaxStoresPerUser:    o.maxStoresPerUser,
 		},
 	})
 	if err != nil {
@@ -194,6 +198,7 @@ func printDevHelp(w io.Writer, secret []byte, addr string) {
 	alice, _ := auth.Mint(secret, "alice", 24*time.Hour, now)
 	bob, _ := auth.Mint(secret, "bob", 24*time.Hour, now)
 	url := "ws://" + addr + transport.SyncPath
+	self := selfCommand()
 	fmt.Fprintf(w, `
 livestore-relay is running in development mode on %s
 HS256 secret: %s
@@ -204,10 +209,21 @@ Tokens, valid for 24 hours:
 
 Try it: run each of these in its own terminal (two devices of alice), type a
 line in one and watch it arrive in the other; a line of JSON is sent as is.
-  go run ./cmd/relay connect --client-id laptop --url '%s?token=%s'
-  go run ./cmd/relay connect --client-id phone  --url '%s?token=%s'
+  %s connect --client-id laptop --url '%s?token=%s'
+  %s connect --client-id phone  --url '%s?token=%s'
 
-`, addr, secret, alice, bob, url, alice, url, alice)
+`, addr, secret, alice, bob, self, url, alice, self, url, alice)
+}
+
+// selfCommand is how a person runs this same binary from any directory: its
+// absolute path. A binary built by `go run` lives in a directory that is
+// gone once it exits, so then it is `go run` again, from the repository.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil || strings.Contains(exe, string(os.PathSeparator)+"go-build") {
+		return "go run ./cmd/relay"
+	}
+	return exe
 }
 
 func runToken(args []string, stdout, stderr io.Writer) int {

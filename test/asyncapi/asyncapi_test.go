@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/livestore-relay/livestore-relay/actors"
 	"github.com/livestore-relay/livestore-relay/protocol"
+	"github.com/livestore-relay/livestore-relay/test/relaytest"
 	"github.com/livestore-relay/livestore-relay/transport"
 )
 
@@ -351,13 +351,7 @@ func TestHandshakeRefusals(t *testing.T) {
 // TestParser runs the official AsyncAPI parser over the document, through
 // validate.mjs. It needs Node.js and the packages of package-lock.json.
 func TestParser(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Fatal("node is not installed; run `make asyncapi-deps` (it installs Node.js and the validator's packages)")
-	}
-	if _, err := os.Stat(filepath.Join("node_modules", "@asyncapi", "parser", "package.json")); err != nil {
-		t.Fatalf("the AsyncAPI parser is not installed in test/asyncapi/node_modules (%v); run `make asyncapi-deps`", err)
-	}
+	node := relaytest.Node(t, filepath.Join("node_modules", "@asyncapi", "parser", "package.json"))
 	doc, err := filepath.Abs(filepath.Join("..", "..", "protocol", "asyncapi.yaml"))
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -227,5 +229,36 @@ func TestBinaryHelpListsEveryFlag(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("help:\n%s", help)
+	}
+}
+
+// relay connect waits for lines on its standard input; a close by the
+// server must end it all the same, with the code on standard error.
+func TestBinaryConnectExitsWhenTheServerCloses(t *testing.T) {
+	s, relay := relaytest.StartBinary(t, relaytest.CleanEnv(secretEnv()))
+	// An *os.File, so that the child reads it directly and exits without
+	// waiting for a copying goroutine that would block on the open pipe.
+	stdin, keepOpen, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stdin.Close(); _ = keepOpen.Close() })
+	cli := relaytest.ExecInput(t, relaytest.CleanEnv(), stdin, "connect", "--client-id", "laptop",
+		"--url", s.URL+"?token="+relaytest.Token(t, "alice"))
+	phone := s.Dial(t, "alice", "phone")
+	relaytest.Eventually(t, 10*time.Second, "relay connect bound as a device", func() bool {
+		return slices.Contains(phone.Bind().OnlinePeers, "laptop")
+	})
+	relay.Signal(syscall.SIGTERM)
+	select {
+	case <-cli.Exited():
+	case <-time.After(15 * time.Second):
+		t.Fatalf("relay connect still running after the server closed\nstderr:\n%s", cli.Stderr())
+	}
+	if code := cli.Wait(time.Second); code != 0 {
+		t.Errorf("exit code %d after a 1001 close, want 0", code)
+	}
+	if !strings.Contains(cli.Stderr(), "closed by server: 1001") {
+		t.Errorf("stderr does not give the close code:\n%s", cli.Stderr())
 	}
 }

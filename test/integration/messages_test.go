@@ -606,3 +606,25 @@ func TestFrameOverTheMessageLimitClosesTheConnectionWith1009(t *testing.T) {
 	phone.ExpectQuiet()
 	wireExpectOnlinePeers(t, phone)
 }
+
+// TestWireNestingLimit: JSON nested 128 levels deep is relayed; one level
+// more is refused with invalid_message, and the error says what the limit is.
+func TestWireNestingLimit(t *testing.T) {
+	s := relaytest.Start(t)
+	phone := s.Dial(t, "nest-user", "phone")
+	laptop := s.Dial(t, "nest-user", "laptop")
+	wireBindAll(phone, laptop)
+	// The message is level 1, payload 2, events 3, an event 4, its data 5.
+	nested := func(levels int) json.RawMessage {
+		return json.RawMessage(strings.Repeat("[", levels-4) + strings.Repeat("]", levels-4))
+	}
+	sent := phone.Push(phone.Event(nested(128)))
+	phone.Expect("ack")
+	wireExpectRelayed(t, laptop, "push", sent)
+
+	phone.Push(phone.Event(nested(129)))
+	if m := phone.ExpectError("invalid_message"); !strings.Contains(m.Message, "128 levels") {
+		t.Errorf("error message %q does not state the nesting limit", m.Message)
+	}
+	wireQuietAll(laptop, phone)
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,9 +114,16 @@ type Process struct {
 // at once. The process is killed, if still running, when the test ends.
 func Exec(t testing.TB, env []string, args ...string) *Process {
 	t.Helper()
+	return ExecInput(t, env, nil, args...)
+}
+
+// ExecInput is Exec with stdin as the process's standard input (nil: empty).
+func ExecInput(t testing.TB, env []string, stdin io.Reader, args ...string) *Process {
+	t.Helper()
 	p := &Process{t: t, exited: make(chan struct{})}
 	p.cmd = exec.Command(Binary(t), args...)
 	p.cmd.Env = env
+	p.cmd.Stdin = stdin
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = &p.stderr
 	if err := p.cmd.Start(); err != nil {

@@ -9,7 +9,7 @@ import (
 
 // BenchmarkDecodeInbound is the per-delivery parse of a relayed push.
 func BenchmarkDecodeInbound(b *testing.B) {
-	id := newIdentity("soak-user-1", "dev3", "s-1", 3)
+	id := newIdentity("soak-user-1", "dev3", "s-1", 3, "")
 	push := id.appendPush(nil, 1700000000000, pushSpec{seq: 12345, eventNumber: 9, ts: 1700000000001, sentNs: 1700000000000000000, events: 1, pad: 64})
 	var m inbound
 	b.SetBytes(int64(len(push)))
@@ -24,7 +24,7 @@ func BenchmarkDecodeInbound(b *testing.B) {
 // BenchmarkDecodeInboundStdlib is the same parse with encoding/json, for
 // comparison with the purpose-built scanner.
 func BenchmarkDecodeInboundStdlib(b *testing.B) {
-	id := newIdentity("soak-user-1", "dev3", "s-1", 3)
+	id := newIdentity("soak-user-1", "dev3", "s-1", 3, "")
 	push := id.appendPush(nil, 1700000000000, pushSpec{seq: 12345, eventNumber: 9, ts: 1700000000001, sentNs: 1700000000000000000, events: 1, pad: 64})
 	var m struct {
 		Type     string `json:"type"`
@@ -46,7 +46,7 @@ func BenchmarkDecodeInboundStdlib(b *testing.B) {
 
 // BenchmarkBuildPushFrame is the per-push cost of building a masked frame.
 func BenchmarkBuildPushFrame(b *testing.B) {
-	id := newIdentity("soak-user-1", "dev3", "s-1", 3)
+	id := newIdentity("soak-user-1", "dev3", "s-1", 3, "")
 	var fb frameBuilder
 	b.ReportAllocs()
 	for b.Loop() {

@@ -86,6 +86,8 @@ type stamp struct {
 	Seq    uint64 `json:"n"`
 	Index  int    `json:"i"`
 	SentNs int64  `json:"t"`
+	// Number is the event's eventNumber, read from the event itself.
+	Number int64 `json:"-"`
 }
 
 // book holds one user's delivery expectations. The acked set of a sender is

@@ -29,9 +29,12 @@ type Config struct {
 	Idle          bool
 	PeerPullEvery time.Duration
 	PeerPullPages int
-	MetricsURL    string
-	JSON          bool
-	Progress      time.Duration
+	// Store, when set, makes every device join the sequenced store of that
+	// id and push on the head it knows (see device.go).
+	Store      string
+	MetricsURL string
+	JSON       bool
+	Progress   time.Duration
 
 	ConnectConcurrency int
 	ConnectTimeout     time.Duration
@@ -78,6 +81,7 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.Idle, "idle", false, "hold the connections for --duration without traffic, then report")
 	fs.DurationVar(&c.PeerPullEvery, "peer-pull-every", 0, "each device sends a peer_pull at this interval (0: never)")
 	fs.IntVar(&c.PeerPullPages, "peer-pull-pages", 2, "pages in each answer to a peer_pull (all but the last say hasMore)")
+	fs.StringVar(&c.Store, "store", "", "join every user's devices to the sequenced store of this id and push on its head (one push in flight per device; after head_mismatch a device takes the relay's head and pushes again)")
 	fs.StringVar(&c.MetricsURL, "metrics-url", "", "relay /metrics URL sampled every second for peak RSS and goroutines (set by --spawn-relay)")
 	fs.BoolVar(&c.JSON, "json", false, "print the summary as one JSON object, the last line on stdout")
 	fs.DurationVar(&c.Progress, "progress", 0, "progress line interval on stderr (0: every second on a terminal, else every 10s; negative: none)")

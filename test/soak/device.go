@@ -109,7 +109,13 @@ type device struct {
 	inflight    []inflight
 	pullSeq     uint64
 	pulls       map[string]*pendingPull
+	// head is the store's head as this device knows it, with a store: from
+	// its join, its acks, the pushes it receives and head_mismatch errors.
+	head int64
 }
+
+// sequenced reports whether the run pushes to a sequenced store.
+func (d *device) sequenced() bool { return d.id.storeJS != nil }
 
 // live reports whether the device is bound and the relay still owes it
 // every push of its peers.
@@ -233,6 +239,11 @@ func (d *device) sendPush() {
 	if d.dead {
 		return
 	}
+	if d.sequenced() && len(d.inflight) > 0 {
+		// A second push on the same head could only be refused.
+		d.w.st.busySkips.Add(1)
+		return
+	}
 	d.seq++
 	ns := time.Now().UnixNano()
 	ms := ns / int64(time.Millisecond)
@@ -242,6 +253,9 @@ func (d *device) sendPush() {
 	d.lastTS = ts
 	p := pushSpec{seq: d.seq, eventNumber: d.eventNumber, ts: ts, sentNs: ns, events: d.w.spec.EventsPerPush, pad: d.pad}
 	d.eventNumber += uint64(p.events)
+	if d.sequenced() {
+		p.eventNumber = uint64(d.head) + 1
+	}
 	d.u.book.sent(d.idx, p.seq)
 	d.inflight = append(d.inflight, inflight{seq: p.seq, ts: ts, sentNs: ns})
 	if err := d.writeText(func(b []byte) []byte { return d.id.appendPush(b, ms, p) }); err != nil {
@@ -395,6 +409,11 @@ func (d *device) handle(payload []byte, msg *inbound) {
 	case "push":
 		d.onPush(msg, now)
 	case "pull_response":
+		if msg.HasHead {
+			d.mu.Lock()
+			d.head = max(d.head, msg.HeadNumber)
+			d.mu.Unlock()
+		}
 		if d.bound.CompareAndSwap(false, true) {
 			close(d.boundCh)
 		} else {
@@ -405,6 +424,16 @@ func (d *device) handle(payload []byte, msg *inbound) {
 	case "peer_pull_response":
 		d.onPeerPullResponse(msg, now)
 	case "error":
+		if msg.Code == "head_mismatch" && d.sequenced() {
+			if handled, retry := d.onHeadMismatch(msg); handled {
+				if retry {
+					// As a LiveStore client does once it has the missing
+					// events: push again, on the new head.
+					d.sendPush()
+				}
+				return
+			}
+		}
 		code := msg.Code
 		if code == "" {
 			code = "(none)"
@@ -434,6 +463,9 @@ func (d *device) onAck(msg *inbound, now int64) {
 	}
 	p := d.inflight[i]
 	d.inflight = d.inflight[i+1:]
+	if msg.HasHead {
+		d.head = msg.HeadNumber
+	}
 	d.mu.Unlock()
 	if i > 0 {
 		st.skippedAcks.Add(int64(i))
@@ -482,7 +514,35 @@ func (d *device) onPush(msg *inbound, now int64) {
 	if msg.ClientID != first.Client {
 		st.anomalies.add("envelope_client_mismatch", 1)
 	}
+	if d.sequenced() {
+		d.mu.Lock()
+		d.head = max(d.head, evs[len(evs)-1].Number)
+		d.mu.Unlock()
+	}
 	st.deliveryLat.record(d.shard, now-first.SentNs)
+}
+
+// onHeadMismatch takes a sequenced push the relay refused because another
+// device's push took the head first: the push is withdrawn (it is neither
+// acked nor delivered) and the device moves to the relay's head. A device
+// here has pushed at most once on a head, so the push refused is the one in
+// flight. retry tells the caller to push again.
+func (d *device) onHeadMismatch(msg *inbound) (handled, retry bool) {
+	st := d.w.st
+	if !msg.HasHead {
+		return false, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.inflight) != 1 {
+		st.anomalies.add("head_mismatch_without_push", 1)
+		return true, false
+	}
+	d.inflight = d.inflight[:0]
+	d.head = max(d.head, msg.HeadNumber)
+	st.pushes.Add(-1)
+	st.headMismatches.Add(1)
+	return true, !d.dead && !d.closing.Load()
 }
 
 // onPeerPull answers a peer's request with the configured number of pages.

@@ -114,3 +114,33 @@ func TestSoakCatchesInjectedLoss(t *testing.T) {
 		t.Errorf("failures %v do not name the loss", res.Failures)
 	}
 }
+
+// TestSoakSequencedStore runs devices that share one sequenced store per
+// user, with heads kept in a state directory: every accepted push must be
+// delivered like a plain one, and the refused ones must be retried.
+func TestSoakSequencedStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run")
+	}
+	t.Parallel()
+	relay := buildRelay(t, "")
+	cfg := Config{
+		SpawnRelay: relay, RelayFlags: "--state-dir " + t.TempDir(), Users: 50, Devices: 4, Rate: 400, EventsPerPush: 2,
+		EventBytes: 200, Duration: 3 * time.Second, Drain: 5 * time.Second, PeerPullPages: 2, Store: "todos",
+		ConnectConcurrency: 32, ConnectTimeout: 10 * time.Second, Progress: -1,
+	}
+	var stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := Run(ctx, cfg, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	b, _ := json.Marshal(res)
+	if !res.Pass {
+		t.Fatalf("soak failed: %v\n%s\n%s", res.Failures, b, stderr.String())
+	}
+	if res.Acks < 600 || res.Acks != res.Pushes || res.Deliveries != 3*res.Acks {
+		t.Errorf("pushes %d acks %d deliveries %d: %s", res.Pushes, res.Acks, res.Deliveries, b)
+	}
+}

@@ -84,17 +84,22 @@ type identity struct {
 	clientJS  []byte // clientId as a JSON string
 	sessionJS []byte // sessionId as a JSON string
 	userJS    []byte // user id as a JSON string
+	storeJS   []byte // the sequenced store's id as a JSON string; nil for plain pushes
 	device    int
 }
 
-func newIdentity(user, clientID, sessionID string, device int) identity {
-	return identity{
+func newIdentity(user, clientID, sessionID string, device int, store string) identity {
+	id := identity{
 		clientID:  clientID,
 		clientJS:  appendJSONString(nil, clientID),
 		sessionJS: appendJSONString(nil, sessionID),
 		userJS:    appendJSONString(nil, user),
 		device:    device,
 	}
+	if store != "" {
+		id.storeJS = appendJSONString(nil, store)
+	}
+	return id
 }
 
 func (id *identity) appendEnvelope(b []byte, typ string, nowMs int64) []byte {
@@ -134,20 +139,39 @@ type pushSpec struct {
 	pad         int // padding bytes in each event's data
 }
 
-// appendPull is the binding pull every device sends first.
+// appendPull is the binding pull every device sends first; with a store it
+// also joins the store, announcing an empty head.
 func (id *identity) appendPull(b []byte, nowMs int64) []byte {
 	b = id.appendEnvelope(b, "pull", nowMs)
+	if id.storeJS != nil {
+		b = append(b, `{"sinceTimestamp":0,"storeId":`...)
+		b = append(b, id.storeJS...)
+		return append(b, `,"head":{"eventNumber":0}}}`...)
+	}
 	return append(b, `{"sinceTimestamp":0}}`...)
 }
 
 func (id *identity) appendPush(b []byte, nowMs int64, p pushSpec) []byte {
 	b = id.appendEnvelope(b, "push", nowMs)
-	b = append(b, `{"events":[`...)
+	if id.storeJS != nil {
+		b = append(b, `{"storeId":`...)
+		b = append(b, id.storeJS...)
+		b = append(b, `,"events":[`...)
+	} else {
+		b = append(b, `{"events":[`...)
+	}
 	for i := 0; i < p.events; i++ {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = id.appendEventHead(b, "soak.pushed", p.eventNumber+uint64(i), p.ts)
+		if id.storeJS != nil {
+			// Inserted before "data": each event's parent is the one before.
+			b = b[:len(b)-len(`,"data":{`)]
+			b = append(b, `,"parentEventNumber":`...)
+			b = strconv.AppendUint(b, p.eventNumber+uint64(i)-1, 10)
+			b = append(b, `,"data":{`...)
+		}
 		b = id.appendStamp(b, p.seq, i, p.sentNs)
 		b = append(b, `,"p":"`...)
 		for range p.pad {

@@ -15,6 +15,9 @@ type inbound struct {
 	Events                        []stamp // each event's data
 	RequestID                     string
 	HasHasMore, HasMore           bool
+	// HeadNumber is payload.head.eventNumber of a sequenced store's answer.
+	HeadNumber int64
+	HasHead    bool
 }
 
 var errSyntax = errors.New("malformed JSON")
@@ -334,6 +337,17 @@ func (s *scanner) payload(m *inbound) error {
 		case "hasMore":
 			m.HasHasMore = true
 			return s.bool(&m.HasMore)
+		case "head":
+			if s.peek() != '{' {
+				return s.skip()
+			}
+			return s.object(func(key []byte) error {
+				if string(key) != "eventNumber" {
+					return s.skip()
+				}
+				m.HasHead = true
+				return s.int(&m.HeadNumber)
+			})
 		case "events":
 			if s.peek() != '[' {
 				return s.skip()
@@ -352,6 +366,11 @@ func (s *scanner) event(st *stamp) error {
 		return s.skip()
 	}
 	return s.object(func(key []byte) error {
+		if string(key) == "eventNumber" {
+			if c := s.peek(); c == '-' || c >= '0' && c <= '9' {
+				return s.int(&st.Number)
+			}
+		}
 		if string(key) != "data" || s.peek() != '{' {
 			return s.skip()
 		}

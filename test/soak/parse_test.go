@@ -13,7 +13,7 @@ import (
 )
 
 func TestFramesDecodeAsSent(t *testing.T) {
-	id := newIdentity(`us"er\1`, "dev2", "sess", 2)
+	id := newIdentity(`us"er\1`, "dev2", "sess", 2, "")
 
 	push := id.appendPush(nil, 1700000000000, pushSpec{seq: 9, eventNumber: 40, ts: 1700000000123, sentNs: 42, events: 3, pad: 10})
 	if !json.Valid(push) {
@@ -27,7 +27,7 @@ func TestFramesDecodeAsSent(t *testing.T) {
 		t.Fatalf("decoded %+v", m)
 	}
 	for i, e := range m.Events {
-		want := stamp{User: `us"er\1`, Device: 2, Client: "dev2", Seq: 9, Index: i, SentNs: 42}
+		want := stamp{User: `us"er\1`, Device: 2, Client: "dev2", Seq: 9, Index: i, SentNs: 42, Number: int64(40 + i)}
 		if e != want {
 			t.Errorf("event %d: %+v, want %+v", i, e, want)
 		}
@@ -118,7 +118,7 @@ func equalInbound(a, b inbound) bool {
 }
 
 func FuzzDecodeInbound(f *testing.F) {
-	id := newIdentity("u", "dev0", "s", 0)
+	id := newIdentity("u", "dev0", "s", 0, "")
 	f.Add(id.appendPush(nil, 1, pushSpec{seq: 1, events: 2, pad: 3}))
 	f.Add([]byte(`{"type":"ack","payload":{"receivedCount":1,"lastTimestamp":2}}`))
 	f.Add([]byte(`{"a":[{"b":"\"\\"}],"payload":{"events":[{"data":{"u":"x"}}]}}`))
@@ -187,7 +187,7 @@ func TestFrameBuilderWritesMaskedFrames(t *testing.T) {
 }
 
 func TestStampBytesSizesPadding(t *testing.T) {
-	id := newIdentity("user-1", "dev0", "s", 0)
+	id := newIdentity("user-1", "dev0", "s", 0, "")
 	for _, want := range []int{150, 1000} {
 		pad := want - stampBytes(&id)
 		b := id.appendPush(nil, 1, pushSpec{seq: 123456, events: 1, pad: pad, sentNs: 1_700_000_000_000_000_000})
@@ -205,5 +205,44 @@ func TestStampBytesSizesPadding(t *testing.T) {
 		if got := len(v.Payload.Events[0].Data); got > want || got < want-20 {
 			t.Errorf("data is %d bytes, want about %d", got, want)
 		}
+	}
+}
+
+func TestStoreFrames(t *testing.T) {
+	id := newIdentity("u", "dev0", "s", 0, "todos")
+	var pull struct {
+		Payload struct {
+			StoreID string `json:"storeId"`
+			Head    struct {
+				EventNumber *int64 `json:"eventNumber"`
+			} `json:"head"`
+		} `json:"payload"`
+	}
+	b := id.appendPull(nil, 1)
+	if err := json.Unmarshal(b, &pull); err != nil || pull.Payload.StoreID != "todos" || pull.Payload.Head.EventNumber == nil || *pull.Payload.Head.EventNumber != 0 {
+		t.Fatalf("join %s: %v", b, err)
+	}
+	var push struct {
+		Payload struct {
+			StoreID string `json:"storeId"`
+			Events  []struct {
+				EventNumber       int64 `json:"eventNumber"`
+				ParentEventNumber int64 `json:"parentEventNumber"`
+			} `json:"events"`
+		} `json:"payload"`
+	}
+	b = id.appendPush(nil, 1, pushSpec{seq: 1, eventNumber: 8, ts: 1, events: 3})
+	if err := json.Unmarshal(b, &push); err != nil || push.Payload.StoreID != "todos" || len(push.Payload.Events) != 3 {
+		t.Fatalf("push %s: %v", b, err)
+	}
+	for i, e := range push.Payload.Events {
+		if e.EventNumber != int64(8+i) || e.ParentEventNumber != int64(7+i) {
+			t.Errorf("event %d: %+v", i, e)
+		}
+	}
+	var m inbound
+	ack := []byte(`{"type":"ack","payload":{"receivedCount":1,"lastTimestamp":5,"storeId":"todos","head":{"eventNumber":12,"clientId":"c","sessionId":"s"}}}`)
+	if err := decodeInbound(ack, &m); err != nil || !m.HasHead || m.HeadNumber != 12 {
+		t.Fatalf("ack head: %+v %v", m, err)
 	}
 }

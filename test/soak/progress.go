@@ -123,8 +123,18 @@ func writeSummary(w io.Writer, r *Result) {
 		r.Connections, r.ConnectErrors, pairs(r.ConnectFailures), r.ConnectsPerSecond, r.OpenAtEnd, r.Procs)
 	if !r.Idle {
 		fmt.Fprintf(w, "  pushes       %d sent, %d acked, %d unacked, %.1f/s achieved\n", r.Pushes, r.Acks, r.Unacked, r.AchievedPushRate)
-		fmt.Fprintf(w, "  deliveries   %d of %d expected: lost %d, duplicated %d, reordered %d, foreign %d\n",
-			r.Deliveries, r.ExpectedDeliveries, r.Lost, r.Duplicated, r.Reordered, r.Foreign)
+		if r.HeadMismatches > 0 || r.BusySkips > 0 {
+			fmt.Fprintf(w, "  store        %d pushes refused with head_mismatch, %d not sent while one was in flight\n", r.HeadMismatches, r.BusySkips)
+		}
+		if r.ExpectedDeliveries == 0 && r.Deliveries > 0 {
+			// Only devices connected to the end are checked for loss; none was
+			// (the relay went away, or every device was closed).
+			fmt.Fprintf(w, "  deliveries   %d, none checked for loss: no device stayed connected to the end; duplicated %d, reordered %d, foreign %d\n",
+				r.Deliveries, r.Duplicated, r.Reordered, r.Foreign)
+		} else {
+			fmt.Fprintf(w, "  deliveries   %d of %d expected: lost %d, duplicated %d, reordered %d, foreign %d\n",
+				r.Deliveries, r.ExpectedDeliveries, r.Lost, r.Duplicated, r.Reordered, r.Foreign)
+		}
 		fmt.Fprintf(w, "  peer_pulls   %d sent, %d answered, %d unanswered (%d pages in, %d out)\n",
 			r.PeerPulls, r.PeerPullsAnswered, r.PeerPullsUnanswered, r.PeerPullPages, r.PeerPullPagesSent)
 		fmt.Fprintf(w, "  ack µs       p50 %d  p90 %d  p99 %d  p99.9 %d  max %d\n", r.AckP50, r.AckP90, r.AckP99, r.AckP999, r.AckMax)

@@ -240,7 +240,7 @@ func split(cfg *Config, users []userSpec, runID string) []workerSpec {
 			Devices: cfg.Devices, Rate: cfg.Rate * float64(hi-lo) / float64(len(users)),
 			EventsPerPush: cfg.EventsPerPush, EventBytes: cfg.EventBytes,
 			Duration: cfg.Duration, Ramp: cfg.Ramp, Drain: cfg.Drain, Idle: cfg.Idle,
-			PeerPullEvery: cfg.PeerPullEvery, PeerPullPages: cfg.PeerPullPages,
+			PeerPullEvery: cfg.PeerPullEvery, PeerPullPages: cfg.PeerPullPages, Store: cfg.Store,
 			ConnectConcurrency: cfg.ConnectConcurrency, ConnectTimeout: cfg.ConnectTimeout,
 		}
 	}

@@ -103,6 +103,9 @@ type stats struct {
 	peerPulls, peerPullsAnswered   atomic.Int64
 	peerPullPages, peerPullAnswers atomic.Int64 // pages received; pages sent
 	writeErrors                    atomic.Int64
+	// Sequenced stores: pushes refused with head_mismatch (not counted in
+	// pushes), and pacing ticks skipped because a push was still in flight.
+	headMismatches, busySkips atomic.Int64
 
 	errors, closes, connectFailures, anomalies tallies
 
@@ -174,6 +177,8 @@ type workerResult struct {
 	Progress
 	Unacked            int64            `json:"unacked"`
 	SkippedAcks        int64            `json:"skipped_acks"`
+	HeadMismatches     int64            `json:"head_mismatches"`
+	BusySkips          int64            `json:"busy_skips"`
 	ExpectedDeliveries int64            `json:"expected_deliveries"`
 	Lost               int64            `json:"lost"`
 	UnackedDelivered   int64            `json:"unacked_delivered"`
@@ -231,6 +236,8 @@ type Result struct {
 	Reordered          int64   `json:"reordered"`
 	Foreign            int64   `json:"foreign"`
 	UnackedDelivered   int64   `json:"unacked_delivered"`
+	HeadMismatches     int64   `json:"head_mismatches"`
+	BusySkips          int64   `json:"pushes_skipped_busy"`
 
 	PeerPulls           int64 `json:"peer_pulls"`
 	PeerPullsAnswered   int64 `json:"peer_pulls_answered"`
@@ -289,6 +296,8 @@ func (r *Result) merge(ws []workerResult) error {
 		r.Reordered += w.Reordered
 		r.Foreign += w.Foreign
 		r.UnackedDelivered += w.UnackedDelivered
+		r.HeadMismatches += w.HeadMismatches
+		r.BusySkips += w.BusySkips
 		r.PeerPulls += w.PeerPulls
 		r.PeerPullsAnswered += w.PeerPullsAnswered
 		r.PeerPullsUnanswered += w.PeerPullsPending

@@ -29,6 +29,7 @@ type workerSpec struct {
 	Idle               bool          `json:"idle"`
 	PeerPullEvery      time.Duration `json:"peer_pull_every"`
 	PeerPullPages      int           `json:"peer_pull_pages"`
+	Store              string        `json:"store,omitempty"`
 	ConnectConcurrency int           `json:"connect_concurrency"`
 	ConnectTimeout     time.Duration `json:"connect_timeout"`
 }
@@ -74,7 +75,7 @@ func newWorker(spec workerSpec, errOut io.Writer) *worker {
 		for j := range ids {
 			d := &device{
 				w: w, u: u, idx: j, shard: len(w.devices),
-				id:      newIdentity(us.ID, ids[j], session, j),
+				id:      newIdentity(us.ID, ids[j], session, j, spec.Store),
 				boundCh: make(chan struct{}),
 				pulls:   make(map[string]*pendingPull),
 			}
@@ -228,7 +229,14 @@ func (w *worker) traffic(ctx context.Context) float64 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sendLoop(ctx, mine, w.spec.Rate*share, pulls, start, until)
+			first := 0
+			if w.spec.Store != "" {
+				// Pacer i holds device i mod k of every user, and the pacers
+				// go round in step: without an offset a user's devices would
+				// push to its store at the same instant, every time.
+				first = i * len(mine) / k
+			}
+			sendLoop(ctx, mine, first, w.spec.Rate*share, pulls, start, until)
 		}()
 	}
 	wg.Wait()
@@ -237,7 +245,7 @@ func (w *worker) traffic(ctx context.Context) float64 {
 
 // sendLoop paces pushes and peer_pulls over devs, round robin, so that each
 // device sends at the same low rate and the aggregate is pushRate.
-func sendLoop(ctx context.Context, devs []*device, pushRate, pullRate float64, start, until time.Time) {
+func sendLoop(ctx context.Context, devs []*device, first int, pushRate, pullRate float64, start, until time.Time) {
 	period := time.Duration(float64(time.Second) / (pushRate + pullRate))
 	period = min(max(period, time.Millisecond), 20*time.Millisecond)
 	t := time.NewTicker(period)
@@ -248,7 +256,7 @@ func sendLoop(ctx context.Context, devs []*device, pushRate, pullRate float64, s
 	// devices, is caught up; the rest shows as a lower achieved rate.
 	backlog := max(int64(len(devs)), int64((pushRate+pullRate)/4))
 	var pushes, pulls int64
-	pi, qi := 0, 0
+	pi, qi := first%max(len(devs), 1), 0
 	for {
 		now := time.Now()
 		if !now.Before(until) {
@@ -340,6 +348,8 @@ func (w *worker) result(connectSecs, trafficSecs float64, openAtEnd int64, inter
 		Progress:           st.progress("done"),
 		Unacked:            st.pushes.Load() - st.acks.Load(),
 		SkippedAcks:        st.skippedAcks.Load(),
+		HeadMismatches:     st.headMismatches.Load(),
+		BusySkips:          st.busySkips.Load(),
 		ExpectedDeliveries: t.Expected,
 		Lost:               t.Lost,
 		UnackedDelivered:   t.Unacked,

@@ -1,0 +1,112 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// TestSequencedPushAllocations guards a sequenced push: besides what a
+// plain push costs, the store's part of the message, the store id and the
+// new head's two ids are copied out of the frame (the head keeper keeps
+// the ids), and the room's request to the keeper is reused.
+func TestSequencedPushAllocations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures allocations over many pushes")
+	}
+	const peers, pushes = 4, 20000
+	sys := newBenchSystem(t)
+	socks := make([]*countingSocket, peers+1)
+	sessions := make([]*Session, peers+1)
+	for i := range socks {
+		socks[i] = &countingSocket{done: make(chan struct{}, 1)}
+		adm, err := sys.Admit(context.Background(), "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions[i] = sys.Open(adm, socks[i], ConnInfo{})
+		socks[i].target.Store(1)
+		sessions[i].Text(frameOf(fmt.Sprintf(`{"type":"pull","clientId":"c%d","sessionId":"s%d","timestamp":1,"payload":{"storeId":"st","head":{"eventNumber":0}}}`, i, i)), time.Now())
+		<-socks[i].done
+	}
+	frames := make([][]byte, pushes)
+	for i := range frames {
+		frames[i] = frameOf(fmt.Sprintf(`{"type":"push","clientId":"c0","sessionId":"s0","timestamp":1,"payload":{"storeId":"st","events":[{"eventName":"e","eventNumber":%d,"parentEventNumber":%d,"clientId":"c0","sessionId":"s0","timestamp":1,"data":{"k":"v"}}]}}`, i+1, i))
+	}
+	for _, s := range socks {
+		s.frames.Store(0)
+		s.target.Store(pushes)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	now := time.Now()
+	for _, f := range frames {
+		sessions[0].Text(f, now)
+	}
+	for _, s := range socks {
+		select {
+		case <-s.done:
+		case <-time.After(time.Minute):
+			t.Fatalf("only %d of %d frames written", s.frames.Load(), pushes)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	var accepted dto.Metric
+	if err := sys.metrics.store.pushAccepted.Write(&accepted); err != nil || accepted.GetCounter().GetValue() != pushes {
+		t.Fatalf("%v of %d pushes accepted (%v)", accepted.GetCounter().GetValue(), pushes, err)
+	}
+	perPush := float64(after.Mallocs-before.Mallocs) / pushes
+	t.Logf("%.2f allocations per sequenced push to %d peers", perPush, peers)
+	if perPush > 7 && !raceEnabled {
+		t.Errorf("%.2f allocations per sequenced push to %d peers; the path should need about five", perPush, peers)
+	}
+}
+
+// BenchmarkSequencedFanOut is BenchmarkRoomFanOut for pushes to a
+// sequenced store joined by every peer, heads in memory: the difference is
+// the head check, a round trip from the room to the head keeper.
+func BenchmarkSequencedFanOut(b *testing.B) {
+	for _, n := range []int{1, 4} {
+		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
+			sys := newBenchSystem(b)
+			socks := make([]*countingSocket, n+1)
+			sessions := make([]*Session, n+1)
+			for i := range socks {
+				socks[i] = &countingSocket{done: make(chan struct{}, 1)}
+				adm, err := sys.Admit(context.Background(), "alice")
+				if err != nil {
+					b.Fatal(err)
+				}
+				sessions[i] = sys.Open(adm, socks[i], ConnInfo{})
+				socks[i].target.Store(1)
+				sessions[i].Text(frameOf(fmt.Sprintf(`{"type":"pull","clientId":"c%d","sessionId":"s%d","timestamp":1,"payload":{"storeId":"st","head":{"eventNumber":0}}}`, i, i)), time.Now())
+				<-socks[i].done
+			}
+			frames := make([][]byte, b.N)
+			for i := range frames {
+				frames[i] = frameOf(fmt.Sprintf(`{"type":"push","clientId":"c0","sessionId":"s0","timestamp":1733644800000,"payload":{"storeId":"st","events":[{"eventName":"todo.created","eventNumber":%d,"parentEventNumber":%d,"clientId":"c0","sessionId":"s0","timestamp":1733644800000,"data":{"id":"3f1c","text":"Buy milk and eggs on the way home from work","completed":false}}]}}`, i+1, i))
+			}
+			for _, s := range socks {
+				s.frames.Store(0)
+				s.target.Store(int64(b.N))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				sessions[0].Text(frames[i], time.Now())
+			}
+			for _, s := range socks {
+				select {
+				case <-s.done:
+				case <-time.After(30 * time.Second):
+					b.Fatalf("only %d of %d frames written", s.frames.Load(), b.N)
+				}
+			}
+		})
+	}
+}
