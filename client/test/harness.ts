@@ -162,7 +162,7 @@ export const relayHead = async (relay: Relay, storeId: string): Promise<StoreHea
     clientId: 'probe',
     sessionId: 'probe',
     token: relay.token(),
-    WebSocket: WebSocket as never,
+    WebSocket,
   })
   client.start()
   try {
@@ -303,7 +303,7 @@ export class Device {
       makeRelaySync({
         url: options.url,
         token: options.token,
-        WebSocket: WebSocket as never,
+        WebSocket,
         onFork: (fork) => forks.push(fork),
         reconnect: { initialMs: 50, maxMs: 400 },
         catchUpRetry: { initialMs: 100, maxMs: 500 },
@@ -390,12 +390,19 @@ export class Device {
 
 export const tempDir = (prefix: string): string => fs.mkdtempSync(path.join(os.tmpdir(), `lsr-${prefix}-`))
 
-/** Every device has the same confirmed log (names, args, writers, numbers), the same head, nothing pending. */
+/**
+ * Every device has the same confirmed log (names, args, writers, numbers), the same head, nothing
+ * pending in session or leader, and the same todos in its session.
+ */
 export const converged = (devices: readonly Device[], expectedCount?: number): boolean => {
   const logs = devices.map((device) => JSON.stringify(device.confirmedLog()))
   const heads = devices.map((device) => device.confirmedHead())
   const count = devices[0]!.confirmedLog().length
+  // The sessions' state too: each event creates one todo.
+  const todoLists = devices.map((device) => JSON.stringify(device.todoIds()))
   return (
+    todoLists.every((list) => list === todoLists[0]) &&
+    devices[0]!.todoIds().length === count &&
     logs.every((log) => log === logs[0]) &&
     heads.every((head) => head === heads[0] && head === count) &&
     devices.every((device) => device.pending() === 0 && device.unconfirmed() === 0) &&
