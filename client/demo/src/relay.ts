@@ -1,0 +1,37 @@
+// How the demo reaches the relay; shared by the page and the leader worker.
+
+/** The relay's sync endpoint on this page's own origin (the dev server forwards it to the relay). */
+export const syncUrl = (): string => {
+  const url = new URL('/api/v1/livestore/sync', self.location.href)
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:'
+  return url.toString()
+}
+
+/**
+ * A token for `user`. The demo asks the relay's development-only endpoint; a real app asks its
+ * own backend, which signs a JWT for the signed-in user (docs/LIVESTORE.md).
+ */
+export const fetchToken = async (user: string): Promise<string> => {
+  const response = await fetch(`/dev/token?user=${encodeURIComponent(user)}`)
+  if (!response.ok) throw new Error(`GET /dev/token: ${response.status} (is the relay running with --dev?)`)
+  return (await response.text()).trim()
+}
+
+/**
+ * The browser's WebSocket, except that it does not pretend to be connected while the browser is
+ * offline: browsers keep an open socket through a network change until TCP gives up, which can
+ * take minutes. Offline, a new socket fails at once and an open one closes, so the app shows
+ * "offline" straight away and reconnects when the network is back.
+ */
+export class OnlineWebSocket extends WebSocket {
+  constructor(url: string) {
+    if (!self.navigator.onLine) throw new Error('the browser is offline')
+    super(url)
+    const close = () => this.close(4000, 'browser offline')
+    self.addEventListener('offline', close)
+    this.addEventListener('close', () => self.removeEventListener('offline', close))
+  }
+}
+
+/** Where the leader worker tells the pages of a store that its history forked. */
+export const forkChannel = (storeId: string): string => `livestore-relay-demo:fork:${storeId}`
