@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url'
 
-import { defineConfig } from 'vite'
+import { createLogger, defineConfig } from 'vite'
 
 // Where the relay listens; the server below forwards the sync channel and the dev token to it,
 // so the page, its workers and the relay share one origin (and one URL to open).
@@ -10,7 +10,16 @@ const proxy = {
   '/dev/token': { target: relay },
 }
 
+// A browser that goes away resets its forwarded socket; that is no error worth a stack trace.
+const logger = createLogger()
+const logError = logger.error
+logger.error = (message, options) => {
+  if (/ws proxy/.test(message) && /ECONNRESET|EPIPE/.test(`${message} ${options?.error?.message ?? ''}`)) return
+  logError(message, options)
+}
+
 export default defineConfig({
+  customLogger: logger,
   resolve: {
     // The client package is bundled from its source in this repository.
     alias: { '@livestore-relay/client': fileURLToPath(new URL('../src/index.ts', import.meta.url)) },

@@ -18,6 +18,29 @@ export const fetchToken = async (user: string): Promise<string> => {
 }
 
 /**
+ * Whether the browser is online, as this page or worker knows it. A page tells the others of its
+ * profile (other tabs, the leader worker) what it sees: a worker does not always get the
+ * `online`/`offline` events (DevTools' and Playwright's offline switches reach only pages).
+ */
+let online = self.navigator.onLine
+const sockets = new Set<WebSocket>()
+const network = new BroadcastChannel('livestore-relay-demo:network')
+const setOnline = (value: boolean) => {
+  online = value
+  if (!online) for (const socket of sockets) socket.close(4000, 'browser offline')
+}
+network.onmessage = (event: MessageEvent<boolean>) => setOnline(event.data)
+for (const [name, value] of [
+  ['online', true],
+  ['offline', false],
+] as const) {
+  self.addEventListener(name, () => {
+    setOnline(value)
+    network.postMessage(value)
+  })
+}
+
+/**
  * The browser's WebSocket, except that it does not pretend to be connected while the browser is
  * offline: browsers keep an open socket through a network change until TCP gives up, which can
  * take minutes. Offline, a new socket fails at once and an open one closes, so the app shows
@@ -25,11 +48,10 @@ export const fetchToken = async (user: string): Promise<string> => {
  */
 export class OnlineWebSocket extends WebSocket {
   constructor(url: string) {
-    if (!self.navigator.onLine) throw new Error('the browser is offline')
+    if (!online) throw new Error('the browser is offline')
     super(url)
-    const close = () => this.close(4000, 'browser offline')
-    self.addEventListener('offline', close)
-    this.addEventListener('close', () => self.removeEventListener('offline', close))
+    sockets.add(this)
+    this.addEventListener('close', () => sockets.delete(this))
   }
 }
 
