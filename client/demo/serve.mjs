@@ -44,6 +44,10 @@ export const startDemo = async ({ relayBin, port = 0, stateDir, relayLog } = {})
     stderr += chunk
   })
   const exited = once(relay, 'exit')
+  // However this process ends (vite's preview server exits on SIGTERM by itself), the relay goes too.
+  const killOnExit = () => relay.kill('SIGTERM')
+  process.once('exit', killOnExit)
+  exited.then(() => process.off('exit', killOnExit))
   const stopRelay = async () => {
     if (relay.exitCode === null && relay.signalCode === null) relay.kill('SIGTERM')
     await exited
