@@ -626,10 +626,10 @@ export class RelayClient {
     }
     switch (message.type) {
       case 'ack':
-        this.settle('push', undefined, (answer) => answer.resolve(message.payload))
+        this.settle('push', (answer) => answer.resolve(message.payload))
         return
       case 'pull_response':
-        this.settle('pull', undefined, (answer) => answer.resolve(message))
+        this.settle('pull', (answer) => answer.resolve(message))
         return
       case 'error':
         this.onErrorMessage(message)
@@ -647,7 +647,7 @@ export class RelayClient {
   }
 
   /** Answers come in the order of the messages they answer: the oldest pending one of that kind. */
-  private settle(kind: AnswerKind | undefined, _storeId: string | undefined, apply: (answer: PendingAnswer) => void): boolean {
+  private settle(kind: AnswerKind | undefined, apply: (answer: PendingAnswer) => void): boolean {
     const index = kind === undefined ? 0 : this.pending.findIndex((answer) => answer.kind === kind)
     const answer = index >= 0 ? this.pending[index] : undefined
     if (answer === undefined) return false
@@ -663,7 +663,7 @@ export class RelayClient {
       switch (replyTo.type) {
         case 'push':
         case 'pull':
-          if (this.settle(replyTo.type, replyTo.storeId, (answer) => answer.reject(error))) return
+          if (this.settle(replyTo.type, (answer) => answer.reject(error))) return
           break
         case 'peer_pull': {
           const request = replyTo.requestId === undefined ? undefined : this.peerPulls.get(replyTo.requestId)
@@ -686,15 +686,15 @@ export class RelayClient {
     // pull can get go to the oldest pending one of that kind, others to the oldest pending at all.
     switch (message.code) {
       case 'head_mismatch':
-        if (this.settle('push', undefined, (answer) => answer.reject(error))) return
+        if (this.settle('push', (answer) => answer.reject(error))) return
         break
       case 'store_conflict':
-        if (this.settle('pull', undefined, (answer) => answer.reject(error))) return
+        if (this.settle('pull', (answer) => answer.reject(error))) return
         break
       case 'unknown_request':
         return
       default:
-        if (this.settle(undefined, undefined, (answer) => answer.reject(error))) return
+        if (this.settle(undefined, (answer) => answer.reject(error))) return
     }
     this.emitError(error)
   }
