@@ -120,7 +120,6 @@ type AnswerKind = 'push' | 'pull'
 
 interface PendingAnswer {
   readonly kind: AnswerKind
-  readonly storeId: string | undefined
   readonly resolve: (value: AckPayload | PullResponseMessage) => void
   readonly reject: (error: Error) => void
 }
@@ -267,7 +266,7 @@ export class RelayClient {
   private readonly pushListeners = new Set<(message: PushMessage) => void>()
   private readonly errorListeners = new Set<(error: RelayError) => void>()
   private readonly closeListeners = new Set<(info: CloseInfo) => void>()
-  private readonly readyWaiters: Array<() => void> = []
+  private readonly readyWaiters: Array<{ resolve: () => void; reject: (error: Error) => void }> = []
   private peerPullHandler: PeerPullHandler | undefined
 
   constructor(options: RelayClientOptions) {
@@ -365,18 +364,18 @@ export class RelayClient {
   whenReady(): Promise<void> {
     if (this.isReady) return Promise.resolve()
     if (this.statusValue === 'closed') return Promise.reject(new RelayClosedError())
-    return new Promise((resolve) => this.readyWaiters.push(resolve))
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }))
   }
 
   /** Sends a push; resolves with the ack, rejects with RelayError (head_mismatch…) or RelayDisconnectedError. */
   push(events: readonly RelayEvent[], payload?: { readonly storeId?: string }, options?: SendOptions): Promise<AckPayload> {
     const body = payload?.storeId === undefined ? { events } : { events, storeId: payload.storeId }
-    return this.request('push', body, payload?.storeId, options) as Promise<AckPayload>
+    return this.request('push', body, options) as Promise<AckPayload>
   }
 
   /** Sends a pull (binds the connection; with storeId, joins that store). */
   pull(payload: PullPayload = {}, options?: SendOptions): Promise<PullResponseMessage> {
-    return this.request('pull', payload, payload.storeId, options) as Promise<PullResponseMessage>
+    return this.request('pull', payload, options) as Promise<PullResponseMessage>
   }
 
   /** Asks the other devices for history; pages arrive as they come. */
@@ -477,7 +476,7 @@ export class RelayClient {
     }
     this.ready = true
     const waiters = this.readyWaiters.splice(0)
-    for (const waiter of waiters) waiter()
+    for (const waiter of waiters) waiter.resolve()
     this.pump()
   }
 
@@ -543,7 +542,7 @@ export class RelayClient {
     for (const item of [...this.urgentQueue, ...this.queue]) item.answer?.reject(error)
     this.urgentQueue.length = 0
     this.queue.length = 0
-    this.readyWaiters.length = 0
+    for (const waiter of this.readyWaiters.splice(0)) waiter.reject(error)
   }
 
   // --- sending ---
@@ -561,12 +560,11 @@ export class RelayClient {
   private request(
     kind: AnswerKind,
     payload: object,
-    storeId: string | undefined,
     options: SendOptions | undefined,
   ): Promise<AckPayload | PullResponseMessage> {
     if (this.statusValue === 'closed') return Promise.reject(new RelayClosedError())
     return new Promise((resolve, reject) => {
-      const answer: PendingAnswer = { kind, storeId, resolve, reject }
+      const answer: PendingAnswer = { kind, resolve, reject }
       const text = this.encode(kind, payload)
       if (options?.urgent === true) {
         if (this.statusValue !== 'open') {

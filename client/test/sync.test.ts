@@ -123,6 +123,15 @@ describe('LiveStore devices over the relay', () => {
     await settle([a, b2], 21)
   })
 
+  test('the first device of an empty store boots with a blocking initial sync without waiting it out', { timeout: 30_000 }, async () => {
+    const storeId = newStore()
+    // LiveStore's timeout is far above the test's own: booting must end on the empty "no more" page.
+    const first = await device('e1', storeId, { blockingSyncTimeoutMs: 600_000 })
+    assert.equal(first.todoIds().length, 0)
+    await first.commit('e-1')
+    await waitFor('confirmed', () => first.confirmedHead() === 1 && first.unconfirmed() === 0)
+  })
+
   test('a new device boots with a blocking initial sync and gets 5,000 events in pages', async () => {
     const storeId = newStore()
     const a = await device('a5', storeId)
