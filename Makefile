@@ -20,10 +20,38 @@ run: build ## start the relay in development mode (prints tokens to try it)
 	$(BIN)/relay --dev $(RUN_FLAGS)
 
 .PHONY: test
-test: node-deps ## run every test with the race detector (integration tests with both socket readers), then the demo's browser test; installs Node.js and Chromium if missing
+test: node-deps ## run every test with the race detector (integration tests with both socket readers), then the client's tests and the demo's browser test; installs Node.js and Chromium if missing
 	RELAYTEST_REQUIRE_NODE=1 $(GO) test -race -shuffle=on -count=1 -timeout 8m ./...
 	RELAYTEST_READER=goroutine $(GO) test -race -shuffle=on -count=1 -timeout 4m ./test/integration/
+	$(MAKE) client-test
 	$(MAKE) demo-test
+
+CLIENT_DIR ?= client
+
+.PHONY: client-deps
+client-deps: ## install the TypeScript client's npm packages (and Node.js, as root on Debian)
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "client-deps: installing Debian's nodejs and npm packages"; \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm || exit 1; \
+		else \
+			echo "client-deps: node and npm are required to build and test the client in $(CLIENT_DIR)/." >&2; \
+			echo "  Install Node.js 20 or later with npm, then run: make client-test" >&2; \
+			exit 1; \
+		fi; \
+	fi; \
+	if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then \
+		echo "client-deps: the client needs Node.js 20 or later; found $$(node --version)" >&2; exit 1; \
+	fi; \
+	if [ ! -f $(CLIENT_DIR)/node_modules/.package-lock.json ] || [ $(CLIENT_DIR)/package-lock.json -nt $(CLIENT_DIR)/node_modules/.package-lock.json ]; then \
+		echo "npm ci --prefix $(CLIENT_DIR) --no-audit --no-fund"; \
+		npm ci --prefix $(CLIENT_DIR) --no-audit --no-fund; \
+	fi
+
+.PHONY: client-test
+client-test: client-deps ## build the TypeScript client and run its tests (LiveStore stores against the relay built from this tree)
+	npm run --prefix $(CLIENT_DIR) build
+	npm test --prefix $(CLIENT_DIR)
 
 ASYNCAPI_DIR ?= test/asyncapi
 

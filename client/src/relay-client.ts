@@ -120,7 +120,6 @@ type AnswerKind = 'push' | 'pull'
 
 interface PendingAnswer {
   readonly kind: AnswerKind
-  readonly storeId: string | undefined
   readonly resolve: (value: AckPayload | PullResponseMessage) => void
   readonly reject: (error: Error) => void
 }
@@ -267,7 +266,7 @@ export class RelayClient {
   private readonly pushListeners = new Set<(message: PushMessage) => void>()
   private readonly errorListeners = new Set<(error: RelayError) => void>()
   private readonly closeListeners = new Set<(info: CloseInfo) => void>()
-  private readonly readyWaiters: Array<() => void> = []
+  private readonly readyWaiters: Array<{ resolve: () => void; reject: (error: Error) => void }> = []
   private peerPullHandler: PeerPullHandler | undefined
 
   constructor(options: RelayClientOptions) {
@@ -365,18 +364,18 @@ export class RelayClient {
   whenReady(): Promise<void> {
     if (this.isReady) return Promise.resolve()
     if (this.statusValue === 'closed') return Promise.reject(new RelayClosedError())
-    return new Promise((resolve) => this.readyWaiters.push(resolve))
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }))
   }
 
   /** Sends a push; resolves with the ack, rejects with RelayError (head_mismatch…) or RelayDisconnectedError. */
   push(events: readonly RelayEvent[], payload?: { readonly storeId?: string }, options?: SendOptions): Promise<AckPayload> {
     const body = payload?.storeId === undefined ? { events } : { events, storeId: payload.storeId }
-    return this.request('push', body, payload?.storeId, options) as Promise<AckPayload>
+    return this.request('push', body, options) as Promise<AckPayload>
   }
 
   /** Sends a pull (binds the connection; with storeId, joins that store). */
   pull(payload: PullPayload = {}, options?: SendOptions): Promise<PullResponseMessage> {
-    return this.request('pull', payload, payload.storeId, options) as Promise<PullResponseMessage>
+    return this.request('pull', payload, options) as Promise<PullResponseMessage>
   }
 
   /** Asks the other devices for history; pages arrive as they come. */
@@ -477,7 +476,7 @@ export class RelayClient {
     }
     this.ready = true
     const waiters = this.readyWaiters.splice(0)
-    for (const waiter of waiters) waiter()
+    for (const waiter of waiters) waiter.resolve()
     this.pump()
   }
 
@@ -543,7 +542,7 @@ export class RelayClient {
     for (const item of [...this.urgentQueue, ...this.queue]) item.answer?.reject(error)
     this.urgentQueue.length = 0
     this.queue.length = 0
-    this.readyWaiters.length = 0
+    for (const waiter of this.readyWaiters.splice(0)) waiter.reject(error)
   }
 
   // --- sending ---
@@ -561,12 +560,11 @@ export class RelayClient {
   private request(
     kind: AnswerKind,
     payload: object,
-    storeId: string | undefined,
     options: SendOptions | undefined,
   ): Promise<AckPayload | PullResponseMessage> {
     if (this.statusValue === 'closed') return Promise.reject(new RelayClosedError())
     return new Promise((resolve, reject) => {
-      const answer: PendingAnswer = { kind, storeId, resolve, reject }
+      const answer: PendingAnswer = { kind, resolve, reject }
       const text = this.encode(kind, payload)
       if (options?.urgent === true) {
         if (this.statusValue !== 'open') {
@@ -626,10 +624,10 @@ export class RelayClient {
     }
     switch (message.type) {
       case 'ack':
-        this.settle('push', undefined, (answer) => answer.resolve(message.payload))
+        this.settle('push', (answer) => answer.resolve(message.payload))
         return
       case 'pull_response':
-        this.settle('pull', undefined, (answer) => answer.resolve(message))
+        this.settle('pull', (answer) => answer.resolve(message))
         return
       case 'error':
         this.onErrorMessage(message)
@@ -647,7 +645,7 @@ export class RelayClient {
   }
 
   /** Answers come in the order of the messages they answer: the oldest pending one of that kind. */
-  private settle(kind: AnswerKind | undefined, _storeId: string | undefined, apply: (answer: PendingAnswer) => void): boolean {
+  private settle(kind: AnswerKind | undefined, apply: (answer: PendingAnswer) => void): boolean {
     const index = kind === undefined ? 0 : this.pending.findIndex((answer) => answer.kind === kind)
     const answer = index >= 0 ? this.pending[index] : undefined
     if (answer === undefined) return false
@@ -663,7 +661,7 @@ export class RelayClient {
       switch (replyTo.type) {
         case 'push':
         case 'pull':
-          if (this.settle(replyTo.type, replyTo.storeId, (answer) => answer.reject(error))) return
+          if (this.settle(replyTo.type, (answer) => answer.reject(error))) return
           break
         case 'peer_pull': {
           const request = replyTo.requestId === undefined ? undefined : this.peerPulls.get(replyTo.requestId)
@@ -686,15 +684,15 @@ export class RelayClient {
     // pull can get go to the oldest pending one of that kind, others to the oldest pending at all.
     switch (message.code) {
       case 'head_mismatch':
-        if (this.settle('push', undefined, (answer) => answer.reject(error))) return
+        if (this.settle('push', (answer) => answer.reject(error))) return
         break
       case 'store_conflict':
-        if (this.settle('pull', undefined, (answer) => answer.reject(error))) return
+        if (this.settle('pull', (answer) => answer.reject(error))) return
         break
       case 'unknown_request':
         return
       default:
-        if (this.settle(undefined, undefined, (answer) => answer.reject(error))) return
+        if (this.settle(undefined, (answer) => answer.reject(error))) return
     }
     this.emitError(error)
   }

@@ -5,6 +5,7 @@ import {
   RelayDisconnectedError,
   RelayError,
   isValidHead,
+  sameHead,
 } from './protocol.ts'
 import type { Logger, PeerPullAnswer, RelayTransport } from './relay-client.ts'
 import { type SeqEvent, Sequencer, fromWire, headOf, sameEvent, toWire } from './sequencer.ts'
@@ -512,6 +513,16 @@ export class StoreSync {
             if (confirmed > 0) {
               // The head is this device's own event: an earlier attempt was acked, the ack lost.
               rest = rest.slice(confirmed)
+              continue
+            }
+            if (relayHead.eventNumber === this.sequencer.head && !sameHead(relayHead, this.sequencer.storeHead)) {
+              // The relay's head is another event at this device's head number.
+              this.declareFork({
+                storeId: this.storeId,
+                reason: 'store_conflict',
+                localHead: this.sequencer.storeHead,
+                remoteHead: relayHead,
+              })
               continue
             }
             if (relayHead.eventNumber < this.sequencer.head) {

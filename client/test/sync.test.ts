@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 
 import type { Logger } from '../src/index.ts'
-import { Device, Proxy, Relay, converged, describeDevices, tempDir, waitFor } from './harness.ts'
+import { Device, Proxy, Relay, converged, describeDevices, events, tempDir, waitFor } from './harness.ts'
 
 describe('LiveStore devices over the relay', () => {
   let relay: Relay
@@ -123,19 +123,37 @@ describe('LiveStore devices over the relay', () => {
     await settle([a, b2], 21)
   })
 
+  test('the first device of an empty store boots with a blocking initial sync without waiting it out', { timeout: 30_000 }, async () => {
+    const storeId = newStore()
+    // LiveStore's timeout is far above the test's own: booting must end on the empty "no more" page.
+    const first = await device('e1', storeId, { blockingSyncTimeoutMs: 600_000 })
+    assert.equal(first.todoIds().length, 0)
+    await first.commit('e-1')
+    await waitFor('confirmed', () => first.confirmedHead() === 1 && first.unconfirmed() === 0)
+  })
+
   test('a new device boots with a blocking initial sync and gets 5,000 events in pages', async () => {
     const storeId = newStore()
     const a = await device('a5', storeId)
     const total = 5000
+    const seeding = performance.now()
+    // One device alone never rebases, so committing in bulk is safe here. Waiting for each
+    // chunk's confirmation keeps LiveStore's pending list (which it walks per push) short.
     for (let i = 0; i < total; i += 100) {
-      // One device alone never rebases, so committing in bulk is safe here.
       a.store.commit(
         ...Array.from({ length: 100 }, (_, j) =>
-          ({ name: 'v1.TodoCreated', args: { id: `bulk-${i + j}`, text: `todo number ${i + j}` } }) as never,
+          events.todoCreated({ id: `bulk-${i + j}`, text: `todo number ${i + j}` }),
         ),
       )
+      if ((i + 100) % 500 === 0) {
+        await waitFor('A confirmed its chunk', () => a.confirmedHead() === i + 100 && a.unconfirmed() === 0, 60_000)
+      }
     }
+    const committed = performance.now()
     await waitFor('A confirmed 5,000', () => a.confirmedHead() === total && a.unconfirmed() === 0, 120_000)
+    if (process.env.DEBUG_TIMING !== undefined) {
+      console.log(`# seeding: commits ${Math.round(committed - seeding)} ms, confirmed after ${Math.round(performance.now() - seeding)} ms`)
+    }
 
     let pages = 0
     let started = performance.now()
@@ -158,14 +176,19 @@ describe('LiveStore devices over the relay', () => {
   test('a lost ack (connection cut as the ack arrives) is recovered without duplicates', async () => {
     const storeId = newStore()
     const proxyA = await proxy()
+    const proxyB = await proxy()
     const a = await device('a6', storeId, { url: proxyA.url })
-    const b = await device('b6', storeId)
+    const b = await device('b6', storeId, { url: proxyB.url })
     await a.commit('l0')
     await settle([a, b], 1)
 
+    // B is away: only A itself can tell that its push was taken.
+    proxyB.setDown(true)
     proxyA.cutOnNextAck = true
     await a.commit('l1')
     await waitFor('ack cut', () => proxyA.acksCut === 1)
+    await waitFor('A confirmed l1 without its ack', () => a.confirmedHead() === 2 && a.unconfirmed() === 0)
+    proxyB.setDown(false)
     await settle([a, b], 2)
     await a.commit('l2')
     await settle([a, b], 3)
