@@ -99,7 +99,7 @@ clean: ## remove build output
 DEMO_DIR     ?= client/demo
 DEMO_PORT    ?= 5173
 CHROMIUM     ?= /usr/bin/chromium
-DEMO_SOURCES := $(wildcard $(DEMO_DIR)/src/* client/src/*.ts) $(DEMO_DIR)/index.html $(DEMO_DIR)/vite.config.ts $(DEMO_DIR)/package-lock.json
+DEMO_SOURCES := $(wildcard $(DEMO_DIR)/src/* client/src/*.ts) $(DEMO_DIR)/index.html $(DEMO_DIR)/vite.config.ts $(DEMO_DIR)/tsconfig.json $(DEMO_DIR)/package-lock.json
 
 .PHONY: demo
 demo: build demo-build ## serve the web demo with the relay in development mode; prints the one URL to open

@@ -2,7 +2,7 @@
 // todos, the connection, whether everything is synced, and the user's other devices online.
 import { makePersistedAdapter } from '@livestore/adapter-web'
 import LiveStoreSharedWorker from '@livestore/adapter-web/shared-worker?sharedworker'
-import { createStorePromise, queryDb, StoreInternalsSymbol, type Store } from '@livestore/livestore'
+import { createStorePromise, queryDb, Schema, StoreInternalsSymbol, type Store } from '@livestore/livestore'
 import { Effect, Stream, type Subscribable } from '@livestore/utils/effect'
 import { RelayClient } from '@livestore-relay/client'
 
@@ -137,11 +137,11 @@ $('reset').addEventListener('click', async () => {
 
 // --- the list ---
 const list = $<HTMLUListElement>('todo-list')
+// In the order of the store's event log, the one order the relay keeps for every device: a row's
+// rowid is the order its creation was applied in, and rebasing re-applies local events after the
+// ones the relay put before them.
 const visibleTodos$ = queryDb(
-  todos.orderBy([
-    { col: 'createdAt', direction: 'asc' },
-    { col: 'id', direction: 'asc' },
-  ]),
+  { query: 'SELECT * FROM todos ORDER BY rowid', schema: Schema.Array(todos.rowSchema), queriedTables: new Set(['todos']) },
   { label: 'todos' },
 )
 store.subscribe(visibleTodos$, (rows) => {
