@@ -24,13 +24,9 @@ const freePort = async () => {
   return port
 }
 
-/**
- * Starts the relay binary (`--dev`, on a free loopback port) and the app's server on `port`
- * (0: any free one). Resolves once both answer; `close()` stops both.
- */
-export const startDemo = async ({ relayBin, port = 0, stateDir, relayLog } = {}) => {
-  const relayPort = await freePort()
-  const args = ['--dev', '--addr', `127.0.0.1:${relayPort}`, '--log-format', relayLog ? 'console' : 'json']
+/** Runs the relay binary in development mode on `port` until `stop()`; resolves once it answers. */
+const startRelay = async ({ relayBin, port, stateDir, relayLog }) => {
+  const args = ['--dev', '--addr', `127.0.0.1:${port}`, '--log-format', relayLog ? 'console' : 'json']
   if (stateDir) args.push('--state-dir', stateDir)
   if (!relayLog) args.push('--log-level', 'warn')
   let logFd = 'pipe'
@@ -48,28 +44,38 @@ export const startDemo = async ({ relayBin, port = 0, stateDir, relayLog } = {})
   const killOnExit = () => relay.kill('SIGTERM')
   process.once('exit', killOnExit)
   exited.then(() => process.off('exit', killOnExit))
-  const stopRelay = async () => {
+  const stop = async () => {
     if (relay.exitCode === null && relay.signalCode === null) relay.kill('SIGTERM')
     await exited
   }
 
-  const relayHttp = `http://127.0.0.1:${relayPort}`
   const deadline = Date.now() + 15_000
   for (;;) {
     if (relay.exitCode !== null) {
       throw new Error(`the relay exited with ${relay.exitCode}${relayLog ? ` (see ${relayLog})` : `:\n${stderr}`}`)
     }
-    const up = await fetch(`${relayHttp}/healthz`).then(
+    const up = await fetch(`http://127.0.0.1:${port}/healthz`).then(
       (response) => response.ok,
       () => false,
     )
-    if (up) break
+    if (up) return { stop }
     if (Date.now() > deadline) {
-      await stopRelay()
+      await stop()
       throw new Error('the relay did not answer /healthz within 15 s')
     }
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
+}
+
+/**
+ * Starts the relay binary (`--dev`, on a free loopback port) and the app's server on `port`
+ * (0: any free one). Resolves once both answer; `close()` stops both, `restartRelay()` stops the
+ * relay and starts it again on the same port (without `stateDir` it forgets every head).
+ */
+export const startDemo = async ({ relayBin, port = 0, stateDir, relayLog } = {}) => {
+  const relayOptions = { relayBin, port: await freePort(), stateDir, relayLog }
+  let relay = await startRelay(relayOptions)
+  const relayHttp = `http://127.0.0.1:${relayOptions.port}`
 
   // vite.config.ts forwards to RELAY_HTTP.
   process.env.RELAY_HTTP = relayHttp
@@ -81,7 +87,7 @@ export const startDemo = async ({ relayBin, port = 0, stateDir, relayLog } = {})
       preview: { port: port === 0 ? await freePort() : port, open: false },
     })
   } catch (error) {
-    await stopRelay()
+    await relay.stop()
     throw error
   }
   return {
@@ -89,7 +95,11 @@ export const startDemo = async ({ relayBin, port = 0, stateDir, relayLog } = {})
     relayHttp,
     close: async () => {
       await server.close()
-      await stopRelay()
+      await relay.stop()
+    },
+    restartRelay: async () => {
+      await relay.stop()
+      relay = await startRelay(relayOptions)
     },
   }
 }

@@ -141,7 +141,11 @@ const list = $<HTMLUListElement>('todo-list')
 // rowid is the order its creation was applied in, and rebasing re-applies local events after the
 // ones the relay put before them.
 const visibleTodos$ = queryDb(
-  { query: 'SELECT * FROM todos ORDER BY rowid', schema: Schema.Array(todos.rowSchema), queriedTables: new Set(['todos']) },
+  {
+    query: 'SELECT * FROM todos ORDER BY rowid',
+    schema: Schema.Array(todos.rowSchema),
+    queriedTables: new Set(['todos']),
+  },
   { label: 'todos' },
 )
 store.subscribe(visibleTodos$, (rows) => {

@@ -78,13 +78,19 @@ class Device {
   }
 
   async state() {
-    return `${this.name}: ${await this.text('connection')} / ${await this.text('sync-state')} / [${(await this.todos()).join(', ')}]`
+    const all = await this.todos()
+    const todos = all.length <= 12 ? all.join(', ') : `${all.length} todos`
+    return `${this.name}: ${await this.text('connection')} / ${await this.text('sync-state')} / [${todos}]`
   }
 
-  async waitSynced() {
-    await until(`${this.name} synced`, async () => ((await this.text('sync-state')) === 'synced' ? true : undefined), {
-      describe: () => this.state(),
-    })
+  /** Waits until the element `testId` shows exactly `text`. */
+  async shows(testId, text, timeout = WAIT_MS) {
+    const check = async () => ((await this.text(testId)) === text ? true : undefined)
+    await until(`${this.name}: ${testId} "${text}"`, check, { timeout, describe: () => this.state() })
+  }
+
+  waitSynced() {
+    return this.shows('sync-state', 'synced')
   }
 
   /** Types a todo and presses Enter; online, first waits until everything here is synced (see the top). */
@@ -205,12 +211,8 @@ describe('two devices of one user', () => {
     await converge([laptop, phone], ['before'])
 
     await phone.context.setOffline(true)
-    await until('the phone to show it is offline', async () =>
-      (await phone.text('connection')) === 'offline' ? true : undefined,
-    )
-    await until('the laptop to no longer see the phone', async () =>
-      (await laptop.text('peers')) === 'none' ? true : undefined,
-    )
+    await phone.shows('connection', 'offline')
+    await laptop.shows('peers', 'none')
     await phone.add('written offline', { offline: true })
     await laptop.add('written while the phone was away')
     assert.equal(await phone.text('sync-state'), 'offline, 1 pending')
@@ -233,7 +235,7 @@ describe('two devices of one user', () => {
     // The laptop reloads while the phone is offline: what it shows comes from its own OPFS (the
     // relay keeps no events, and no other device is online).
     await phone.context.setOffline(true)
-    await until('the phone to go offline', async () => ((await phone.text('connection')) === 'offline' ? true : undefined))
+    await phone.shows('connection', 'offline')
     await phone.add('three', { offline: true })
     await laptop.page.reload()
     await until('the laptop to show its todos after the reload', async () =>
@@ -282,21 +284,13 @@ test('a fresh device catches up with 1,000 todos (timed, for information)', asyn
   await laptop.waitSynced()
   const texts = Array.from({ length: 1000 }, (_, i) => `todo ${String(i + 1).padStart(4, '0')}`)
   await laptop.page.evaluate((all) => globalThis.demo.addMany(all), texts)
-  await until('the laptop to show 1,000 todos, synced', async () =>
-    (await laptop.text('todo-count')) === '1000 todos' && (await laptop.text('sync-state')) === 'synced'
-      ? true
-      : undefined,
-  { timeout: 60_000, describe: async () => `${await laptop.text('todo-count')}, ${await laptop.text('sync-state')}` },
-  )
+  await laptop.shows('todo-count', '1000 todos', 60_000)
+  await laptop.shows('sync-state', 'synced', 60_000)
 
   const started = performance.now()
   const fresh = await Device.open(user, 'fresh')
   const opened = performance.now()
-  await until(
-    'the fresh device to show 1,000 todos',
-    async () => ((await fresh.text('todo-count')) === '1000 todos' ? true : undefined),
-    { timeout: 90_000, describe: () => fresh.text('todo-count') },
-  )
+  await fresh.shows('todo-count', '1000 todos', 90_000)
   const done = performance.now()
   console.log(
     `fresh device: 1,000 todos shown ${((done - started) / 1000).toFixed(2)} s after it started loading ` +
@@ -306,17 +300,56 @@ test('a fresh device catches up with 1,000 todos (timed, for information)', asyn
   await Promise.all([laptop.close(), fresh.close()])
 })
 
+test('a fork: the device with the other history is told, and a reset gives it the store\'s history', async () => {
+  const user = newUser('carol')
+  const laptop = await Device.open(user, 'laptop')
+  const phone = await Device.open(user, 'phone')
+  const offline = async (device, value) => {
+    await device.context.setOffline(value)
+    if (value) await device.shows('connection', 'offline')
+  }
+  await laptop.add('x')
+  await converge([laptop, phone], ['x'])
+
+  // With the phone away, the laptop's "y" becomes event 2.
+  await offline(phone, true)
+  await laptop.add('y (laptop)')
+  await laptop.waitSynced()
+  // The relay restarts without a state directory, forgetting the head, while the laptop is away.
+  await offline(laptop, true)
+  await demo.restartRelay()
+  // The phone comes back first: the relay takes its head (event 1), and its "z" becomes event 2.
+  await offline(phone, false)
+  await phone.add('z (phone)')
+  await phone.waitSynced()
+  // Back online, the laptop has another event 2 than the store: a fork. Its data stays as it is.
+  await offline(laptop, false)
+  await laptop.shows('sync-state', 'forked')
+  assert.equal(await laptop.page.locator('[data-testid="fork"]').isVisible(), true)
+  assert.deepEqual(await laptop.todos(), ['x', 'y (laptop)'])
+  assert.deepEqual(await phone.todos(), ['x', 'z (phone)'])
+
+  // "Reset this device" deletes the laptop's copy; it takes the store's history from the phone.
+  await laptop.page.locator('[data-testid="reset"]').click()
+  await converge([laptop, phone], ['x', 'z (phone)'])
+  assert.equal(await laptop.page.locator('[data-testid="fork"]').isVisible(), false)
+  await laptop.add('after the reset')
+  await converge([laptop, phone], ['x', 'z (phone)', 'after the reset'])
+  await Promise.all([laptop.close(), phone.close()])
+})
+
 /** Both devices' pages next to each other in one picture (for the README). */
 const screenshotSideBySide = async (devices, path) => {
   const shots = await Promise.all(devices.map((device) => device.page.screenshot()))
   const page = await browser.newPage({ viewport: { width: 1280, height: 500 } })
-  const images = shots.map(
-    (png, i) =>
-      `<figure><figcaption>${devices[i].name}</figcaption><img src="data:image/png;base64,${png.toString('base64')}"></figure>`,
-  )
+  const images = shots.map((png, i) => {
+    const src = `data:image/png;base64,${png.toString('base64')}`
+    return `<figure><figcaption>${devices[i].name}</figcaption><img src="${src}"></figure>`
+  })
   await page.setContent(
     `<body style="margin:0;padding:12px 12px 0;display:flex;gap:16px;background:#d4d4d8;font:14px system-ui">` +
-      `<style>figure{margin:0}figcaption{padding:0 0 4px 4px;color:#3f3f46}img{display:block;border-radius:6px}</style>` +
+      '<style>figure{margin:0} figcaption{padding:0 0 4px 4px;color:#3f3f46} ' +
+      'img{display:block;border-radius:6px}</style>' +
       `${images.join('')}</body>`,
   )
   await page.screenshot({ path, fullPage: true })
