@@ -119,7 +119,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     stateDir: values['state-dir'],
     relayLog: values['relay-log'],
   }).catch((error) => {
-    console.error(`demo: ${error.message}`)
+    const hint = /already in use/i.test(error.message) ? ' (another port: make demo DEMO_PORT=5174)' : ''
+    console.error(`demo: ${error.message}${hint}`)
     process.exit(1)
   })
   console.log(`
