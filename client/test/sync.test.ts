@@ -62,25 +62,26 @@ describe('LiveStore devices over the relay', () => {
     assert.equal(b.confirmedLog()[0]?.clientId, 'a1')
   })
 
-  test('A and B commit concurrently and converge on one event log', async () => {
+  test('three devices commit concurrently and converge on one event log', async () => {
     const storeId = newStore()
-    const a = await device('a2', storeId)
-    const b = await device('b2', storeId)
+    const devices = [await device('a2', storeId), await device('b2', storeId), await device('c2', storeId)]
+    const perDevice = 12
     const write = async (d: Device, prefix: string) => {
-      for (let i = 0; i < 15; i++) await d.commit(`${prefix}-${i}`)
+      for (let i = 0; i < perDevice; i++) await d.commit(`${prefix}-${i}`)
     }
-    await Promise.all([write(a, 'a'), write(b, 'b')])
-    await settle([a, b], 30)
-    assert.equal(a.todoIds().length, 30)
-    assert.deepEqual(a.todoIds(), b.todoIds())
+    await Promise.all(devices.map((d, i) => write(d, 'abc'[i]!)))
+    const total = devices.length * perDevice
+    await settle(devices, total)
+    assert.equal(devices[0]!.todoIds().length, total)
     // Each device's own events keep their order in the shared log.
-    for (const prefix of ['a', 'b']) {
-      const ids = a.confirmedLog().filter((e) => (e.args as { id: string }).id.startsWith(`${prefix}-`))
+    for (const prefix of ['a', 'b', 'c']) {
+      const own = devices[0]!.confirmedLog().filter((e) => (e.args as { id: string }).id.startsWith(`${prefix}-`))
       assert.deepEqual(
-        ids.map((e) => (e.args as { id: string }).id),
-        Array.from({ length: 15 }, (_, i) => `${prefix}-${i}`),
+        own.map((e) => (e.args as { id: string }).id),
+        Array.from({ length: perDevice }, (_, i) => `${prefix}-${i}`),
       )
     }
+    assert.equal(devices.reduce((n, d) => n + d.forks.length, 0), 0)
   })
 
   test('B commits offline while A commits; B reconnects and rebases onto A', async () => {
