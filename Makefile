@@ -129,7 +129,8 @@ demo-deps: ## install the demo's npm packages (and Node.js, as root on Debian)
 demo-build: demo-deps $(DEMO_DIR)/dist/index.html ## bundle the demo (client/demo/dist)
 
 $(DEMO_DIR)/dist/index.html: $(DEMO_SOURCES)
-	npm run --prefix $(DEMO_DIR) build
+	@echo "building the demo app ($(DEMO_DIR)/dist)"
+	@npm run --silent --prefix $(DEMO_DIR) build -- --logLevel warn
 
 .PHONY: chromium-deps
 chromium-deps: ## install Debian's chromium (as root) for the browser test when missing
