@@ -103,7 +103,7 @@ DEMO_SOURCES := $(wildcard $(DEMO_DIR)/src/* client/src/*.ts) $(DEMO_DIR)/index.
 
 .PHONY: demo
 demo: build demo-build ## serve the web demo with the relay in development mode; prints the one URL to open
-	node $(DEMO_DIR)/serve.mjs --port $(DEMO_PORT) --relay $(BIN)/relay --state-dir $(BIN)/demo-state --relay-log $(BIN)/demo-relay.log
+	node $(DEMO_DIR)/serve.mjs --port $(DEMO_PORT) --relay $(BIN)/relay --relay-log $(BIN)/demo-relay.log
 
 .PHONY: demo-deps
 demo-deps: ## install the demo's npm packages (and Node.js, as root on Debian)
