@@ -140,7 +140,8 @@ const converge = async (devices, expected) => {
 before(async () => {
   demo = await startDemo({ relayBin })
   baseUrl = demo.url.replace(/\/$/, '')
-  browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] })
+  // As root Chromium needs --no-sandbox; a container's small /dev/shm would crash its renderers.
+  browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox', '--disable-dev-shm-usage'] })
 })
 
 after(async () => {
