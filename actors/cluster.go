@@ -422,7 +422,10 @@ type (
 	nodesLeft struct{ addrs []string }
 	// barrier asks a proxy's writer to hand everything queued before it to
 	// the edge, then answer on done.
-	barrier struct{ done chan<- struct{} }
+	barrier struct {
+		c    *conn
+		done chan<- *conn
+	}
 )
 
 // proxyKey names a remote connection: its edge and its id there.

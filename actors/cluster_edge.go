@@ -129,24 +129,31 @@ const confirmRemoteWait = 5 * time.Second
 // did not answer has been closed by its writer; one whose writer did not
 // answer at all is closed here and leaves routing before the ack.
 func (r *room) confirmRemote() {
-	done := make(chan struct{}, len(r.remote))
+	done := make(chan *conn, len(r.remote))
 	for _, q := range r.remote {
-		r.sys.root.Send(q.c.pid, barrier{done: done})
+		r.sys.root.Send(q.c.pid, barrier{c: q.c, done: done})
 	}
 	timer := time.NewTimer(confirmRemoteWait)
 	defer timer.Stop()
-	for range r.remote {
+	answered := 0
+wait:
+	for answered < len(r.remote) {
 		select {
-		case <-done:
-		case <-timer.C:
-			for _, q := range r.remote {
-				if q.c.close(CloseRehomed) {
-					r.unbind(q)
+		case c := <-done:
+			answered++
+			for i, q := range r.remote {
+				if q != nil && q.c == c {
+					r.remote[i] = nil
+					break
 				}
 			}
-			clear(r.remote)
-			r.remote = r.remote[:0]
-			return
+		case <-timer.C:
+			break wait
+		}
+	}
+	for _, q := range r.remote {
+		if q != nil && q.c.close(CloseRehomed) {
+			r.unbind(q) // not known to have it: out of routing before the ack
 		}
 	}
 	clear(r.remote)

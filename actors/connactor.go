@@ -102,7 +102,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 		// Everything queued before it has been handed to the socket, which
 		// for a proxy means queued on its node.
 		a.flush()
-		m.done <- struct{}{}
+		m.done <- m.c
 	case armExpiry:
 		if a.expiry == nil && a.c.reason.Load() == 0 {
 			c := a.c

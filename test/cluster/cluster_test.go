@@ -360,15 +360,36 @@ func TestClusterNodeKillRehomesItsRooms(t *testing.T) {
 	b.Bind()
 	c.Bind()
 	owner := ownerOf(t, nodes)
+	var alive []*node
+	for i, nd := range nodes {
+		if i != owner {
+			alive = append(alive, nd)
+		}
+	}
+	// Other users, each with a device on both nodes that will survive:
+	// those whose room is not on the killed node must not notice the kill.
+	const users = 12
+	type pair struct{ x, y *relaytest.Client }
+	pairs := make([]pair, users)
+	for i := range pairs {
+		u := fmt.Sprintf("other-%d", i)
+		pairs[i] = pair{alive[0].Dial(t, u, "x"), alive[1].Dial(t, u, "y")}
+		pairs[i].x.Bind()
+		pairs[i].y.Bind()
+	}
+	var survivorsOwn float64
+	relaytest.Eventually(t, 5*time.Second, "every room placed", func() bool {
+		survivorsOwn = alive[0].roomsOwned(t) + alive[1].roomsOwned(t)
+		return survivorsOwn+nodes[owner].roomsOwned(t) == users+1
+	})
+
 	start := time.Now()
 	nodes[owner].kill(t)
-	var alive []*node
 	var devices []*relaytest.Client
 	for i, d := range []*relaytest.Client{a, b, c} {
 		if i == owner {
 			continue
 		}
-		alive = append(alive, nodes[i])
 		d.ExpectClose(websocket.StatusServiceRestart)
 		devices = append(devices, d)
 	}
@@ -386,6 +407,32 @@ func TestClusterNodeKillRehomesItsRooms(t *testing.T) {
 		t.Fatalf("after the kill: got %s", got.Raw)
 	}
 	t.Logf("room back on a surviving node %v after the kill", time.Since(start))
+
+	moved := 0
+	for i, p := range pairs {
+		p.x.Send(p.x.Envelope("pull", map[string]any{}))
+		m, err := p.x.TryRecv(relaytest.Timeout)
+		if err != nil {
+			// Its room was on the killed node.
+			if got := websocket.CloseStatus(err); got != websocket.StatusServiceRestart {
+				t.Fatalf("user %d: x ended with %v, want 1012", i, err)
+			}
+			p.y.ExpectClose(websocket.StatusServiceRestart)
+			moved++
+			continue
+		}
+		if m.Type != "pull_response" {
+			t.Fatalf("user %d: got %s", i, m.Raw)
+		}
+		sent := p.x.Push(p.x.Event(i))
+		p.x.Expect("ack")
+		if got := p.y.Expect("push"); !bytes.Equal(got.Raw, sent) {
+			t.Fatalf("user %d: y got %s", i, got.Raw)
+		}
+	}
+	if want := users - int(survivorsOwn); moved != want {
+		t.Fatalf("%d users lost their connections, want the %d whose room was on the killed node", moved, want)
+	}
 }
 
 func TestClusterJoinMovesOnlyTheRoomsTheNewNodeOwns(t *testing.T) {
