@@ -553,3 +553,39 @@ func TestClusterDrainOfOneNodeLeavesTheOthersServing(t *testing.T) {
 	d.Push(d.Event(2))
 	d.Expect("ack")
 }
+
+func TestClusterAcksOnlyWhatEveryRemainingRecipientHasWhileANodeDies(t *testing.T) {
+	nodes := startCluster(t, 3, "--rate", "100000", "--rate-burst", "100000")
+	probe := nodes[0].Dial(t, "lena", "probe")
+	probe.Bind()
+	owner := ownerOf(t, nodes)
+	stays, dies := (owner+1)%3, (owner+2)%3
+	s := nodes[owner].Dial(t, "lena", "sender")
+	r1 := nodes[stays].Dial(t, "lena", "stays")
+	r2 := nodes[dies].Dial(t, "lena", "dies")
+	probe.Close()
+	s.Bind()
+	r1.Bind()
+	r2.Bind()
+	const n = 300
+	sent := make([][]byte, n)
+	for i := range n {
+		sent[i] = s.Push(s.Event(i))
+		if i == n/3 {
+			nodes[dies].kill(t)
+		}
+	}
+	// Every push is acked (the dead node's proxy is dropped, not waited
+	// for), and the recipient that stayed has each acked push, in order.
+	for range n {
+		s.Expect("ack")
+	}
+	for i := range n {
+		if got := r1.Expect("push"); !bytes.Equal(got.Raw, sent[i]) {
+			t.Fatalf("push %d: got %s", i, got.Raw)
+		}
+	}
+	relaytest.Eventually(t, 10*time.Second, "the dead node's device to leave the room", func() bool {
+		return slices.Equal(s.Bind().OnlinePeers, []string{"stays"})
+	})
+}
