@@ -30,6 +30,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -68,6 +70,10 @@ type ClusterConfig struct {
 	// DeliverTimeout bounds a write to a connection on another node (2s).
 	DeliverTimeout time.Duration
 }
+
+// startTimeout bounds joining at start: a node that cannot reach its
+// membership store exits with an error rather than wait.
+const startTimeout = 10 * time.Second
 
 // endpointName is the name of each node's cluster endpoint actor.
 const endpointName = "relay-cluster"
@@ -174,6 +180,15 @@ func startCluster(s *System, cfg ClusterConfig, reg prometheus.Registerer) (*clu
 		n.static = newStaticProvider(n)
 		provider = n.static
 	case "etcd", "kubernetes":
+		if h, ok := s.heads.(*etcdHeads); ok {
+			// The provider would wait for etcd forever: fail at start instead.
+			ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+			_, err := h.client.Get(ctx, etcdBaseKey, clientv3.WithCountOnly())
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("etcd at %s: %w", strings.Join(cfg.Etcd, ","), err)
+			}
+		}
 		provider, err = newProvider(cfg)
 		if err != nil {
 			return nil, err
@@ -218,8 +233,13 @@ func startCluster(s *System, cfg ClusterConfig, reg prometheus.Registerer) (*clu
 		n.cl.StartMember()
 		started <- nil
 	}()
-	if err := <-started; err != nil {
-		return nil, err
+	select {
+	case err := <-started:
+		if err != nil {
+			return nil, err
+		}
+	case <-time.After(startTimeout + 2*time.Second):
+		return nil, fmt.Errorf("cluster: the %s provider did not start within %v", cfg.Provider, startTimeout+2*time.Second)
 	}
 	// Membership is the provider's alone: protoactor's gossip would also
 	// block members on its own heartbeats, and it reads the block list

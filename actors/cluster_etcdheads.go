@@ -11,6 +11,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/livestore-relay/livestore-relay/actors/heads"
 	"github.com/livestore-relay/livestore-relay/protocol"
@@ -42,7 +43,7 @@ type cachedHead struct {
 const etcdHeadsBase = "/livestore-relay/heads"
 
 func newEtcdHeads(endpoints []string, cluster string, maxStoresPerUser int) (*etcdHeads, error) {
-	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return nil, fmt.Errorf("etcd heads: %w", err)
 	}
