@@ -589,3 +589,38 @@ func TestClusterAcksOnlyWhatEveryRemainingRecipientHasWhileANodeDies(t *testing.
 		return slices.Equal(s.Bind().OnlinePeers, []string{"stays"})
 	})
 }
+
+func TestClusterFlagsAreChecked(t *testing.T) {
+	cases := [][]string{
+		{"--cluster-addr", "no-port"},
+		{"--cluster-addr", "0.0.0.0:7000"},
+		{"--cluster-addr", "127.0.0.1:7000", "--cluster-provider", "zookeeper"},
+		{"--cluster-addr", "127.0.0.1:7000", "--cluster-provider", "etcd"},
+		{"--cluster-addr", "127.0.0.1:7000", "--cluster-peers", "a,b:1"},
+		{"--cluster-addr", "127.0.0.1:7000", "--cluster-name", ""},
+	}
+	for _, args := range cases {
+		code, _, stderr := relaytest.Run(t, secretEnv(), append([]string{"--addr", "127.0.0.1:0"}, args...)...)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "--cluster-") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and one line naming the flag", args, code, stderr)
+		}
+	}
+}
+
+func TestClusterNodesOfDifferentNamesNeverMix(t *testing.T) {
+	addrs := []string{freeAddr(t), freeAddr(t)}
+	a := execNode(t, addrs[0], addrs, "--cluster-name", "blue")
+	b := execNode(t, addrs[1], addrs, "--cluster-name", "green")
+	a.listen(t)
+	b.listen(t)
+	waitMembers(t, []*node{a, b}, 1)
+	x := a.Dial(t, "mia", "x")
+	y := b.Dial(t, "mia", "y")
+	x.Bind()
+	if got := y.Bind().OnlinePeers; len(got) != 0 {
+		t.Fatalf("onlinePeers %v across clusters of different names, want none", got)
+	}
+	if a.Metric(t, "livestore_relay_cluster_members") != 1 || b.Metric(t, "livestore_relay_cluster_members") != 1 {
+		t.Fatal("nodes of different cluster names became members of each other")
+	}
+}
