@@ -78,21 +78,23 @@ const startTimeout = 10 * time.Second
 // endpointName is the name of each node's cluster endpoint actor.
 const endpointName = "relay-cluster"
 
-// clusterNode is this node's part of the cluster.
+// clusterNode is this node's part of the cluster. Its fields are set
+// before remoting starts and never change, except members, joined and
+// leaving: members and joined are written by the provider's topology
+// events (one at a time), leaving by Drain; anyone reads them.
 type clusterNode struct {
 	sys     *System
 	cfg     ClusterConfig
 	self    string // this node's address, as members know it
 	cl      *cluster.Cluster
-	static  *staticProvider // nil with other providers
-	members atomic.Pointer[[]string]
-	joined  atomic.Bool
+	static  *staticProvider          // nil with other providers
+	members atomic.Pointer[[]string] // sorted member addresses
+	joined  atomic.Bool              // this node is in members
 	leaving atomic.Bool
 	// sharedHeads: store heads live in etcd, not in each node's keeper.
 	sharedHeads bool
 	pid         *actor.PID // the endpoint actor
 	m           clusterMetrics
-	stopped     chan struct{}
 	topoSub     *eventstream.Subscription
 }
 
@@ -169,7 +171,7 @@ func startCluster(s *System, cfg ClusterConfig, reg prometheus.Registerer) (*clu
 	_ = ln.Close()
 	bindHost, _, _ := net.SplitHostPort(bind)
 
-	n := &clusterNode{sys: s, cfg: cfg, self: cfg.Addr, stopped: make(chan struct{}), sharedHeads: cfg.Provider == "etcd"}
+	n := &clusterNode{sys: s, cfg: cfg, self: cfg.Addr, sharedHeads: cfg.Provider == "etcd"}
 	n.m = newClusterMetrics(reg)
 	// Set before anything can run that reads it (the directory re-homes on
 	// the first member list).
