@@ -1,8 +1,8 @@
 // Devices are real LiveStore stores (adapter-node, file storage); the relay is the real binary.
-// Convergence means identical confirmed event logs, equal heads and nothing pending on every
-// device. Device.commit waits until the device's session has nothing pending before committing
-// while online: LiveStore 0.4.0 can apply an event twice when a session commits during its own
-// leader's rebase (see the harness); pushes of several devices still collide on the relay.
+// Convergence means identical confirmed event logs, equal heads, nothing pending and the same
+// state on every device. While online, Device.commit waits until the device has nothing
+// unconfirmed: LiveStore 0.4.0 can apply an event twice when a session commits during its own
+// leader's rebase (see Device.commit); pushes of several devices still collide on the relay.
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 
