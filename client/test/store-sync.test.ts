@@ -185,6 +185,16 @@ describe('StoreSync', () => {
     assert.deepEqual(handed(items), [1, 2, 3])
   })
 
+  test('a relay head naming the own event at the join confirms it without pushing (ack lost before a restart)', async () => {
+    const relay = new ScriptedRelay()
+    relay.relayHead = head(ev(2))
+    const { sync, items } = setup(relay)
+    await eventually('joined', () => sync.isConnected)
+    assert.deepEqual(await sync.push([ev(1), ev(2)]), { _tag: 'ok' })
+    assert.equal(relay.pushes.length, 0)
+    assert.deepEqual(handed(items), [1, 2])
+  })
+
   test("head_mismatch on another device's head: ServerAhead, then a catch-up in pages ending with no-more", async () => {
     const relay = new ScriptedRelay()
     relay.storePeers = ['other', 'third']
