@@ -62,6 +62,31 @@ describe('LiveStore devices over the relay', () => {
     assert.equal(b.confirmedLog()[0]?.clientId, 'a1')
   })
 
+  test('an ack lost as the device shuts down: restarted, it finds its event at the relay head', async () => {
+    const storeId = newStore()
+    const proxyA = await proxy()
+    const dir = tempDir('a7')
+    const a = await device('a7', storeId, { dir, url: proxyA.url })
+    await a.commit('s0')
+    await waitFor('s0 confirmed', () => a.confirmedHead() === 1 && a.unconfirmed() === 0)
+    proxyA.cutOnNextAck = true
+    await a.commit('s1')
+    await waitFor('ack cut', () => proxyA.acksCut === 1)
+    proxyA.setDown(true)
+    await a.shutdown()
+    opened.splice(opened.indexOf(a), 1)
+
+    // No other device exists: only the relay's head can tell that s1 was taken.
+    proxyA.setDown(false)
+    const again = await device('a7', storeId, { dir, url: proxyA.url })
+    await waitFor('s1 confirmed after the restart', () => again.confirmedHead() === 2 && again.unconfirmed() === 0)
+    assert.deepEqual(
+      again.confirmedLog().map((e) => (e.args as { id: string }).id),
+      ['s0', 's1'],
+    )
+    assert.deepEqual(again.todoIds(), ['s0', 's1'])
+  })
+
   test('three devices commit concurrently and converge on one event log', async () => {
     const storeId = newStore()
     const devices = [await device('a2', storeId), await device('b2', storeId), await device('c2', storeId)]
