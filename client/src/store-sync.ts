@@ -578,6 +578,8 @@ export class StoreSync {
 
   private declareFork(fork: ForkInfo): void {
     if (this.fork !== undefined) return
+    // Close any page sequence first: LiveStore holds back local commits until one ends.
+    this.endPages()
     this.fork = fork
     this.log('error', 'fork: this device and the store have different histories; syncing stopped', {
       storeId: fork.storeId,

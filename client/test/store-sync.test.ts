@@ -231,6 +231,8 @@ describe('StoreSync', () => {
     assert.deepEqual(forks[0]!.remoteHead, head(ev(1, 'other')))
     assert.equal(forks[0]!.remoteClientId, 'other')
     assert.deepEqual(handed(items), [])
+    // The page sequence is closed, so LiveStore goes on storing local commits.
+    assert.equal(items.at(-1)?.remaining, 0)
     const settled = await Promise.race([
       sync.push([ev(2, 'me')]).then(() => 'settled'),
       new Promise((resolve) => setTimeout(() => resolve('pending'), 50)),
