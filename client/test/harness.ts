@@ -101,10 +101,11 @@ export class Relay {
   private constructor(
     readonly port: number,
     readonly stateDir: string | undefined,
+    private readonly extraArgs: readonly string[],
   ) {}
 
-  static async start(options: { stateDir?: string } = {}): Promise<Relay> {
-    const relay = new Relay(await freePort(), options.stateDir)
+  static async start(options: { stateDir?: string; extraArgs?: readonly string[] } = {}): Promise<Relay> {
+    const relay = new Relay(await freePort(), options.stateDir, options.extraArgs ?? [])
     await relay.launch()
     return relay
   }
@@ -124,6 +125,7 @@ export class Relay {
   async launch(): Promise<void> {
     const args = ['--addr', `127.0.0.1:${this.port}`, '--jwt-secret', this.secret, '--log-level', 'warn']
     if (this.stateDir !== undefined) args.push('--state-dir', this.stateDir)
+    args.push(...this.extraArgs)
     const child = spawn(relayBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
     child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString()))
