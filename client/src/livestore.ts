@@ -164,8 +164,9 @@ export const makeRelaySync =
       )
 
       const isConnected = yield* SubscriptionRef.make(false)
-      sync.onConnected((connected) => {
-        Effect.runFork(SubscriptionRef.set(isConnected, connected))
+      // Sets the value current when it runs, so that quick flips cannot land out of order.
+      sync.onConnected(() => {
+        Effect.runFork(Effect.suspend(() => SubscriptionRef.set(isConnected, sync.isConnected)))
       })
 
       return SyncBackend.of({

@@ -103,6 +103,7 @@ export class StoreSync {
   private sequencer = new Sequencer(0, undefined)
   private sink: ((item: PullItem) => void) | undefined
   private attached = false
+  private disposed = false
 
   private joined = false
   private joining: Promise<void> | undefined
@@ -190,6 +191,7 @@ export class StoreSync {
 
   /** Stops: leaves the client to its owner. */
   dispose(): void {
+    this.disposed = true
     for (const stop of this.unsubscribe.splice(0)) stop()
     if (this.catchUpTimer !== undefined) clearTimeout(this.catchUpTimer)
     this.client.setPeerPullHandler(undefined)
@@ -215,7 +217,7 @@ export class StoreSync {
   }
 
   private async doJoin(): Promise<void> {
-    if (this.fork !== undefined && this.fork.reason === 'store_conflict') return
+    if (this.disposed || (this.fork !== undefined && this.fork.reason === 'store_conflict')) return
     const announced = this.sequencer.storeHead
     try {
       const response = await this.client.pull({ storeId: this.storeId, head: announced }, { urgent: true })
@@ -247,7 +249,7 @@ export class StoreSync {
       this.log('warn', 'joining the store failed', { storeId: this.storeId, error: String(error) })
       const delay = this.catchUpBackoff.next()
       setTimeout(() => {
-        if (this.client.status === 'open' && !this.joined) void this.join()
+        if (!this.disposed && this.client.status === 'open' && !this.joined) void this.join()
       }, delay)
     }
   }
@@ -366,7 +368,7 @@ export class StoreSync {
       this.log('debug', 'behind the relay and no peer could help; retrying', { storeId: this.storeId, delay })
       this.catchUpTimer = setTimeout(() => {
         this.catchUpTimer = undefined
-        if (this.joined) void this.join()
+        if (this.joined && !this.disposed) void this.join()
       }, delay)
     }
   }
@@ -483,6 +485,13 @@ export class StoreSync {
         return { _tag: 'error', error: new Error(`push starts after ${first.parentSeqNum}, confirmed head is ${head}`) }
       }
       if (this.behind) {
+        // The relay's head may be this batch's own event: pushed and acked before, the ack or
+        // its record lost (a cut connection, a restart before the store saved it).
+        const confirmed = this.confirmedByHead(rest, this.relayHead)
+        if (confirmed > 0) {
+          rest = rest.slice(confirmed)
+          continue
+        }
         this.scheduleCatchUp(0)
         return { _tag: 'serverAhead', minimumExpected: this.relayHead.eventNumber, provided: first.parentSeqNum }
       }
@@ -569,6 +578,8 @@ export class StoreSync {
 
   private declareFork(fork: ForkInfo): void {
     if (this.fork !== undefined) return
+    // Close any page sequence first: LiveStore holds back local commits until one ends.
+    this.endPages()
     this.fork = fork
     this.log('error', 'fork: this device and the store have different histories; syncing stopped', {
       storeId: fork.storeId,

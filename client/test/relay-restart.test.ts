@@ -1,7 +1,7 @@
 // The relay restarts under devices that keep writing: with --state-dir (heads survive), without
 // it (heads are re-announced by the devices), and killed with SIGKILL right after an ack.
-// Device.commit waits until the device's session has nothing pending before each commit (the
-// LiveStore 0.4.0 rebase bug, see the harness).
+// Device.commit waits until the device has nothing unconfirmed before each commit while online
+// (a LiveStore 0.4.0 rebase bug, see the harness).
 import assert from 'node:assert/strict'
 import { after, describe, test } from 'node:test'
 

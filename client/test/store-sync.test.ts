@@ -185,6 +185,16 @@ describe('StoreSync', () => {
     assert.deepEqual(handed(items), [1, 2, 3])
   })
 
+  test('a relay head naming the own event at the join confirms it without pushing (ack lost before a restart)', async () => {
+    const relay = new ScriptedRelay()
+    relay.relayHead = head(ev(2))
+    const { sync, items } = setup(relay)
+    await eventually('joined', () => sync.isConnected)
+    assert.deepEqual(await sync.push([ev(1), ev(2)]), { _tag: 'ok' })
+    assert.equal(relay.pushes.length, 0)
+    assert.deepEqual(handed(items), [1, 2])
+  })
+
   test("head_mismatch on another device's head: ServerAhead, then a catch-up in pages ending with no-more", async () => {
     const relay = new ScriptedRelay()
     relay.storePeers = ['other', 'third']
@@ -221,6 +231,8 @@ describe('StoreSync', () => {
     assert.deepEqual(forks[0]!.remoteHead, head(ev(1, 'other')))
     assert.equal(forks[0]!.remoteClientId, 'other')
     assert.deepEqual(handed(items), [])
+    // The page sequence is closed, so LiveStore goes on storing local commits.
+    assert.equal(items.at(-1)?.remaining, 0)
     const settled = await Promise.race([
       sync.push([ev(2, 'me')]).then(() => 'settled'),
       new Promise((resolve) => setTimeout(() => resolve('pending'), 50)),

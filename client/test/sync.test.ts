@@ -1,8 +1,8 @@
 // Devices are real LiveStore stores (adapter-node, file storage); the relay is the real binary.
-// Convergence means identical confirmed event logs, equal heads and nothing pending on every
-// device. Device.commit waits until the device's session has nothing pending before committing
-// while online: LiveStore 0.4.0 can apply an event twice when a session commits during its own
-// leader's rebase (see the harness); pushes of several devices still collide on the relay.
+// Convergence means identical confirmed event logs, equal heads, nothing pending and the same
+// state on every device. While online, Device.commit waits until the device has nothing
+// unconfirmed: LiveStore 0.4.0 can apply an event twice when a session commits during its own
+// leader's rebase (see Device.commit); pushes of several devices still collide on the relay.
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 
@@ -60,6 +60,31 @@ describe('LiveStore devices over the relay', () => {
     await waitFor('B sees t1', () => b.todoIds().includes('t1'))
     await settle([a, b], 1)
     assert.equal(b.confirmedLog()[0]?.clientId, 'a1')
+  })
+
+  test('an ack lost as the device shuts down: restarted, it finds its event at the relay head', async () => {
+    const storeId = newStore()
+    const proxyA = await proxy()
+    const dir = tempDir('a7')
+    const a = await device('a7', storeId, { dir, url: proxyA.url })
+    await a.commit('s0')
+    await waitFor('s0 confirmed', () => a.confirmedHead() === 1 && a.unconfirmed() === 0)
+    proxyA.cutOnNextAck = true
+    await a.commit('s1')
+    await waitFor('ack cut', () => proxyA.acksCut === 1)
+    proxyA.setDown(true)
+    await a.shutdown()
+    opened.splice(opened.indexOf(a), 1)
+
+    // No other device exists: only the relay's head can tell that s1 was taken.
+    proxyA.setDown(false)
+    const again = await device('a7', storeId, { dir, url: proxyA.url })
+    await waitFor('s1 confirmed after the restart', () => again.confirmedHead() === 2 && again.unconfirmed() === 0)
+    assert.deepEqual(
+      again.confirmedLog().map((e) => (e.args as { id: string }).id),
+      ['s0', 's1'],
+    )
+    assert.deepEqual(again.todoIds(), ['s0', 's1'])
   })
 
   test('three devices commit concurrently and converge on one event log', async () => {
