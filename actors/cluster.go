@@ -71,6 +71,12 @@ type ClusterConfig struct {
 	DeliverTimeout time.Duration
 }
 
+// Defaults of ClusterConfig; the relay's flags take theirs from here too.
+const (
+	DefaultClusterName     = "livestore-relay"
+	DefaultClusterProvider = "static"
+)
+
 // startTimeout bounds joining at start: a node that cannot reach its
 // membership store exits with an error rather than wait.
 const startTimeout = 10 * time.Second
@@ -132,10 +138,10 @@ func newClusterMetrics(reg prometheus.Registerer) clusterMetrics {
 
 func (c *ClusterConfig) setDefaults() {
 	if c.Name == "" {
-		c.Name = "livestore-relay"
+		c.Name = DefaultClusterName
 	}
 	if c.Provider == "" {
-		c.Provider = "static"
+		c.Provider = DefaultClusterProvider
 	}
 	if c.ProbeInterval <= 0 {
 		c.ProbeInterval = 250 * time.Millisecond

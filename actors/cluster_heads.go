@@ -70,7 +70,7 @@ func (s *System) openHeads() (headStore, error) {
 	if c := cfg.Cluster; c != nil && c.Provider == "etcd" {
 		name := c.Name
 		if name == "" {
-			name = "livestore-relay"
+			name = DefaultClusterName
 		}
 		h, err := newEtcdHeads(c.Etcd, name, cfg.MaxStoresPerUser)
 		if err != nil {

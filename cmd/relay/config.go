@@ -113,9 +113,9 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxStoresPerUser, "max-stores-per-user", actors.DefaultMaxStoresPerUser, "most sequenced stores with a head per user")
 	fs.StringVar(&o.clusterAddr, "cluster-addr", "", "HOST:PORT other relay nodes reach this one on; turns cluster mode on (default: off, a single relay)")
 	fs.StringVar(&o.clusterPeers, "cluster-peers", "", "static provider: comma-separated HOST:PORT seed list of the cluster's nodes (may name this node)")
-	fs.StringVar(&o.clusterProvider, "cluster-provider", "static", "cluster membership: static (--cluster-peers), etcd (--cluster-etcd) or kubernetes")
+	fs.StringVar(&o.clusterProvider, "cluster-provider", actors.DefaultClusterProvider, "cluster membership: static (--cluster-peers), etcd (--cluster-etcd) or kubernetes")
 	fs.StringVar(&o.clusterEtcd, "cluster-etcd", "", "etcd provider: comma-separated etcd endpoints, e.g. 127.0.0.1:2379")
-	fs.StringVar(&o.clusterName, "cluster-name", "livestore-relay", "cluster name: nodes of different names never mix")
+	fs.StringVar(&o.clusterName, "cluster-name", actors.DefaultClusterName, "cluster name: nodes of different names never mix")
 	fs.StringVar(&o.reader, "reader", transport.DefaultReader, "socket reader: epoll (Linux: no goroutine per idle connection) or goroutine (one per connection)")
 	return fs
 }
