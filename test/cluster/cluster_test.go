@@ -624,3 +624,52 @@ func TestClusterNodesOfDifferentNamesNeverMix(t *testing.T) {
 		t.Fatal("nodes of different cluster names became members of each other")
 	}
 }
+
+func TestClusterStalledReaderOnAnotherNodeIsClosedAsSlowConsumer(t *testing.T) {
+	nodes := startCluster(t, 3, "--rate", "100000", "--rate-burst", "100000",
+		"--send-queue-messages", "64", "--send-queue-bytes", "1048576", "--write-timeout", "1m")
+	probe := nodes[0].Dial(t, "nora", "probe")
+	probe.Bind()
+	owner := ownerOf(t, nodes)
+	slowNode, keeper := nodes[(owner+1)%3], nodes[(owner+2)%3]
+	stalled := slowNode.DialRaw(t, "nora", "stalled")
+	stalled.Bind()
+	sender := nodes[owner].Dial(t, "nora", "sender")
+	reader := keeper.Dial(t, "nora", "reader")
+	probe.Close()
+	sender.Bind()
+	reader.Bind()
+	// The reader keeps up; the stalled device reads nothing.
+	got := make(chan []byte, 8192)
+	go func() {
+		for {
+			m, err := reader.TryRecv(time.Minute)
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- m.Raw
+		}
+	}()
+	pad := strings.Repeat("x", 32<<10)
+	const slow = "livestore_relay_slow_consumer_disconnects_total"
+	var sent [][]byte
+	for len(sent) < 4096 && (len(sent)%16 != 0 || slowNode.Metric(t, slow) == 0) {
+		sent = append(sent, sender.Push(sender.Event(map[string]any{"n": len(sent), "pad": pad})))
+		sender.Expect("ack")
+	}
+	if slowNode.Metric(t, slow) == 0 {
+		t.Fatalf("stalled device not closed after %d pushes", len(sent))
+	}
+	if c := stalled.ReadUntilClose(); c.Code != 4003 {
+		t.Fatalf("stalled device ended with %d (%v), want 4003", c.Code, c.Err)
+	}
+	for i, want := range sent {
+		if b, ok := <-got; !ok || !bytes.Equal(b, want) {
+			t.Fatalf("reader: push %d missing or changed", i)
+		}
+	}
+	relaytest.Eventually(t, 5*time.Second, "the stalled device to leave the room", func() bool {
+		return slices.Equal(sender.Bind().OnlinePeers, []string{"reader"})
+	})
+}
