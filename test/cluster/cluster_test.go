@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/livestore-relay/livestore-relay/auth"
 	"github.com/livestore-relay/livestore-relay/test/relaytest"
 )
 
@@ -671,5 +672,23 @@ func TestClusterStalledReaderOnAnotherNodeIsClosedAsSlowConsumer(t *testing.T) {
 	}
 	relaytest.Eventually(t, 5*time.Second, "the stalled device to leave the room", func() bool {
 		return slices.Equal(sender.Bind().OnlinePeers, []string{"reader"})
+	})
+}
+
+func TestClusterClosesAnExpiredTokenOnAnotherNodeWith4001(t *testing.T) {
+	nodes := startCluster(t, 3, "--jwt-leeway", "0s", "--ping-interval", "1s")
+	probe := nodes[0].Dial(t, "olga", "probe")
+	probe.Bind()
+	owner := ownerOf(t, nodes)
+	other := nodes[(owner+1)%3]
+	tok, err := auth.Mint(relaytest.Secret, "olga", 2*time.Second, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := other.DialDevice(t, other.URL+"?token="+tok, nil, "short")
+	short.Bind()
+	short.ExpectClose(4001)
+	relaytest.Eventually(t, 5*time.Second, "the expired device to leave the room", func() bool {
+		return len(probe.Bind().OnlinePeers) == 0
 	})
 }
