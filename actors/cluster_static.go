@@ -28,11 +28,16 @@ type staticProvider struct {
 	// Owned by run.
 	fails   map[string]int
 	members map[string]*cluster.Member
+	// dropped counts how often each seed left the member list. It is part
+	// of the member id given to protoactor, whose member list never lets
+	// an id that left come back: a seed that answers again after it was
+	// dropped (a network cut that healed) rejoins under a new id.
+	dropped map[string]int
 }
 
 func newStaticProvider(n *clusterNode) *staticProvider {
 	p := &staticProvider{n: n, quit: make(chan struct{}), done: make(chan struct{}),
-		fails: make(map[string]int), members: make(map[string]*cluster.Member)}
+		fails: make(map[string]int), members: make(map[string]*cluster.Member), dropped: make(map[string]int)}
 	for _, s := range n.cfg.Peers {
 		if s != "" && s != n.self && !slices.Contains(p.seeds, s) {
 			p.seeds = append(p.seeds, s)
@@ -100,27 +105,39 @@ func (p *staticProvider) round(c *cluster.Cluster) {
 		switch {
 		case r != nil && r.Cluster == n.cfg.Name && !r.Leaving:
 			p.fails[seed] = 0
-			if m := p.members[seed]; m == nil || m.Id != r.MemberId {
-				p.members[seed] = member(seed, r.MemberId)
+			id := memberID(r.MemberId, p.dropped[seed])
+			if m := p.members[seed]; m == nil || m.Id != id {
+				p.members[seed] = member(seed, id)
 			}
 		case r != nil:
-			delete(p.members, seed) // another cluster, or leaving: out at once
+			p.drop(seed) // another cluster, or leaving: out at once
 		default:
 			p.fails[seed]++
 			if p.fails[seed] >= n.cfg.ProbeFailures {
-				delete(p.members, seed)
+				p.drop(seed)
 			}
 		}
 	}
 	list := make([]*cluster.Member, 0, len(p.members)+1)
 	if !n.leaving.Load() {
-		list = append(list, member(n.self, c.ActorSystem.ID))
+		list = append(list, member(n.self, memberID(c.ActorSystem.ID, 0)))
 	}
 	for _, m := range p.members {
 		list = append(list, m)
 	}
 	c.MemberList.UpdateClusterTopology(list)
 }
+
+func (p *staticProvider) drop(seed string) {
+	if p.members[seed] != nil {
+		delete(p.members, seed)
+		p.dropped[seed]++
+	}
+}
+
+// memberID is the id of a member incarnation: its actor system's id and
+// how often this node has seen it leave.
+func memberID(system string, dropped int) string { return system + "#" + strconv.Itoa(dropped) }
 
 // listening reports whether addr accepts TCP connections.
 func listening(addr string, timeout time.Duration) bool {

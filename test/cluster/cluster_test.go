@@ -692,3 +692,21 @@ func TestClusterClosesAnExpiredTokenOnAnotherNodeWith4001(t *testing.T) {
 		return len(probe.Bind().OnlinePeers) == 0
 	})
 }
+
+func TestClusterNodeThatWasCutOffRejoins(t *testing.T) {
+	nodes := startCluster(t, 3)
+	// A frozen process answers nothing, as if the network were cut.
+	nodes[2].proc.Signal(syscall.SIGSTOP)
+	waitMembers(t, nodes[:2], 2)
+	nodes[2].proc.Signal(syscall.SIGCONT)
+	waitMembers(t, nodes, 3)
+	a := nodes[0].Dial(t, "pia", "a")
+	c := nodes[2].Dial(t, "pia", "c")
+	a.Bind()
+	c.Bind()
+	sent := a.Push(a.Event(1))
+	a.Expect("ack")
+	if got := c.Expect("push"); !bytes.Equal(got.Raw, sent) {
+		t.Fatalf("c got %s", got.Raw)
+	}
+}
