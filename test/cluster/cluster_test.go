@@ -5,6 +5,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -709,4 +710,51 @@ func TestClusterNodeThatWasCutOffRejoins(t *testing.T) {
 	if got := c.Expect("push"); !bytes.Equal(got.Raw, sent) {
 		t.Fatalf("c got %s", got.Raw)
 	}
+}
+
+func TestClusterAnswersErrorsAndServerRepliesAcrossNodesInOrder(t *testing.T) {
+	nodes := startCluster(t, 3)
+	probe := nodes[0].Dial(t, "quinn", "probe")
+	probe.Bind()
+	owner := ownerOf(t, nodes)
+	d := nodes[(owner+1)%3].Dial(t, "quinn", "far") // its room is on another node
+	other := nodes[(owner+2)%3].Dial(t, "quinn", "other")
+	d.Bind()
+	other.Bind()
+
+	ctx, cancel := context.WithTimeout(context.Background(), relaytest.Timeout)
+	defer cancel()
+	if err := d.Conn.Write(ctx, websocket.MessageBinary, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	d.Send(d.Envelope("subscribe", map[string]any{}))
+	mismatch := d.Envelope("pull", map[string]any{})
+	mismatch["clientId"] = "someone-else"
+	d.Send(mismatch)
+	d.Push()
+	d.Send(d.Envelope("peer_pull", map[string]any{"requestId": "r", "sinceTimestamp": 0, "targetClientId": "nobody"}))
+	d.Send(d.Envelope("pull", map[string]any{"storeId": "s", "head": map[string]any{"eventNumber": 3, "clientId": "x", "sessionId": "y"}}))
+	d.Send(d.Envelope("pull", map[string]any{"storeId": "s", "head": map[string]any{"eventNumber": 3, "clientId": "x", "sessionId": "z"}}))
+
+	// Answers come back in the order of the messages they answer.
+	d.ExpectError("invalid_message")
+	d.ExpectError("unsupported_type")
+	d.ExpectError("client_mismatch")
+	ack := d.Expect("ack")
+	var n int
+	ack.Field(t, "receivedCount", &n)
+	if n != 0 {
+		t.Fatalf("empty push acked with %s", ack.Raw)
+	}
+	if m := d.Expect("peer_pull_response"); m.ClientID != "server" {
+		t.Fatalf("peer_pull with nobody to ask answered by %s", m.Raw)
+	}
+	if m := d.Expect("pull_response"); headOf(t, m) != 3 {
+		t.Fatalf("join answered %s", m.Raw)
+	}
+	if m := d.ExpectError("store_conflict"); headOf(t, m) != 3 {
+		t.Fatalf("conflict answered %s", m.Raw)
+	}
+	other.ExpectQuiet()
+	d.ExpectQuiet()
 }
