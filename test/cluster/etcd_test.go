@@ -70,10 +70,12 @@ func TestClusterWithTheEtcdProvider(t *testing.T) {
 	// node knows it even though it never saw the push, and a device that
 	// announces the stale head cannot fork.
 	owner := ownerOf(t, nodes)
+	start := time.Now()
 	nodes[owner].kill(t)
 	survivor := nodes[1-owner]
 	devs := []*relaytest.Client{a, b}
 	devs[1-owner].ExpectClose(websocket.StatusServiceRestart)
+	t.Logf("the room's other device was told to reconnect %v after the kill", time.Since(start))
 	waitMembers(t, []*node{survivor}, 1)
 	d := survivor.Dial(t, "kim", devs[1-owner].ClientID)
 	if m := joinStore(d, "s", 0); m.Type != "pull_response" || headOf(t, m) != 1 {
