@@ -325,7 +325,15 @@ func (n *clusterNode) leave() {
 	}
 	switch {
 	case n.static != nil:
-		// It answers probes as leaving from now on.
+		// It answers probes as leaving from now on; the members are told
+		// at once.
+		if ms := n.members.Load(); ms != nil {
+			for _, m := range *ms {
+				if m != n.self {
+					n.sys.root.Send(endpointPID(m), &clusterpb.Leave{Cluster: n.cfg.Name, Node: n.self})
+				}
+			}
+		}
 	case n.cfg.Provider == "etcd":
 		// The provider's own Shutdown races with its keep-alive; removing
 		// the member's key is what tells the others.
@@ -426,14 +434,32 @@ func (n *clusterNode) tryAdmit(ctx context.Context, user string) (*Admission, er
 	return nil, ErrUnavailable
 }
 
-// successor is the member that will own user once this node has left.
-func (n *clusterNode) successor(user string) string {
+// successors are the members that may own user once this node has left,
+// best first: the first that is alive will.
+func (n *clusterNode) successors(user string) []string {
 	ms := n.members.Load()
 	if ms == nil {
-		return ""
+		return nil
 	}
 	others := slices.DeleteFunc(slices.Clone(*ms), func(m string) bool { return m == n.self })
-	return rendezvous(others, user)
+	var d xxhash.Digest
+	score := func(m string) uint64 {
+		d.Reset()
+		_, _ = d.WriteString(m)
+		_, _ = d.Write([]byte{0})
+		_, _ = d.WriteString(user)
+		return d.Sum64()
+	}
+	slices.SortFunc(others, func(a, b string) int {
+		if sa, sb := score(a), score(b); sa != sb {
+			if sa > sb {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	return others
 }
 
 // ready reports whether this node has joined the cluster.
@@ -497,6 +523,10 @@ func (e *endpoint) Receive(ctx actor.Context) {
 	case *clusterpb.PeerClose:
 		if c := e.proxies[proxyKey{m.Node, m.Conn}]; c != nil {
 			ctx.Send(c.room, peerClose{c: c})
+		}
+	case *clusterpb.Leave:
+		if n.static != nil && m.Cluster == n.cfg.Name {
+			n.static.leaving(m.Node)
 		}
 	case *clusterpb.HeadsHandover:
 		e.takeHeads(m)

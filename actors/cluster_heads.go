@@ -21,16 +21,17 @@ import (
 // next owner learns it again from the devices' joins (docs/CLUSTER.md).
 
 // handover gives the user's heads to owner, waiting for it to take them
-// (bounded by DeliverTimeout). Nothing to do with heads kept in etcd.
-func (r *room) handover(owner string) {
+// (bounded by DeliverTimeout), and reports whether it did or nothing was
+// to be given. Nothing to do with heads kept in etcd.
+func (r *room) handover(owner string) bool {
 	cl := r.sys.cl
 	if cl == nil || owner == "" || owner == cl.self || cl.sharedHeads {
-		return
+		return true
 	}
 	op := &heads.Op{Kind: heads.List, User: r.user}
 	r.sys.heads.Do(op)
 	if len(op.All) == 0 {
-		return
+		return true
 	}
 	msg := &clusterpb.HeadsHandover{User: r.user, Heads: make([]*clusterpb.StoreHead, 0, len(op.All))}
 	for store, h := range op.All {
@@ -39,7 +40,9 @@ func (r *room) handover(owner string) {
 	if _, err := r.sys.root.RequestFuture(endpointPID(owner), msg, cl.cfg.DeliverTimeout).Result(); err != nil {
 		r.sys.log.Warn().Err(err).Str("user", r.user).Str("owner", owner).Int("heads", len(msg.Heads)).
 			Msg("store heads could not be handed to the room's new node; it will learn them from the devices")
+		return false
 	}
+	return true
 }
 
 // takeHeads takes a moving room's heads as joins announcing them: a head

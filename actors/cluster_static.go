@@ -33,11 +33,13 @@ type staticProvider struct {
 	// an id that left come back: a seed that answers again after it was
 	// dropped (a network cut that healed) rejoins under a new id.
 	dropped map[string]int
+	// left receives the seeds that said they are draining.
+	left chan string
 }
 
 func newStaticProvider(n *clusterNode) *staticProvider {
 	p := &staticProvider{n: n, quit: make(chan struct{}), done: make(chan struct{}),
-		fails: make(map[string]int), members: make(map[string]*cluster.Member), dropped: make(map[string]int)}
+		fails: make(map[string]int), members: make(map[string]*cluster.Member), dropped: make(map[string]int), left: make(chan string, 64)}
 	for _, s := range n.cfg.Peers {
 		if s != "" && s != n.self && !slices.Contains(p.seeds, s) {
 			p.seeds = append(p.seeds, s)
@@ -74,7 +76,18 @@ func (p *staticProvider) run(c *cluster.Cluster) {
 		case <-p.quit:
 			return
 		case <-t.C:
+		case seed := <-p.left:
+			p.drop(seed)
 		}
+	}
+}
+
+// leaving is told that seed is draining; the next round, which it starts
+// at once, leaves it out.
+func (p *staticProvider) leaving(seed string) {
+	select {
+	case p.left <- seed:
+	default: // full: the probes find out
 	}
 }
 

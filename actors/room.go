@@ -102,7 +102,13 @@ func (r *room) Receive(ctx actor.Context) {
 		r.finish(m.req)
 	case drainAll:
 		if r.sys.cl != nil {
-			r.handover(r.sys.cl.successor(r.user))
+			// The first successor that takes the heads is alive, so it
+			// is the next owner once the others have dropped this node.
+			for _, next := range r.sys.cl.successors(r.user) {
+				if r.handover(next) {
+					break
+				}
+			}
 		}
 		for c := range r.peers {
 			c.close(CloseGoingAway)

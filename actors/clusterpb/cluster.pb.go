@@ -1008,6 +1008,60 @@ func (*HandoverDone) Descriptor() ([]byte, []int) {
 	return file_actors_clusterpb_cluster_proto_rawDescGZIP(), []int{13}
 }
 
+// Leave tells the other members that a node is draining, so that they
+// drop it at once rather than after its probes fail.
+type Leave struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	Node          string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Leave) Reset() {
+	*x = Leave{}
+	mi := &file_actors_clusterpb_cluster_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Leave) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Leave) ProtoMessage() {}
+
+func (x *Leave) ProtoReflect() protoreflect.Message {
+	mi := &file_actors_clusterpb_cluster_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Leave.ProtoReflect.Descriptor instead.
+func (*Leave) Descriptor() ([]byte, []int) {
+	return file_actors_clusterpb_cluster_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Leave) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *Leave) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 var File_actors_clusterpb_cluster_proto protoreflect.FileDescriptor
 
 const file_actors_clusterpb_cluster_proto_rawDesc = "" +
@@ -1089,7 +1143,10 @@ const file_actors_clusterpb_cluster_proto_rawDesc = "" +
 	"\rHeadsHandover\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x128\n" +
 	"\x05heads\x18\x02 \x03(\v2\".livestore.relay.cluster.StoreHeadR\x05heads\"\x0e\n" +
-	"\fHandoverDoneB=Z;github.com/livestore-relay/livestore-relay/actors/clusterpbb\x06proto3"
+	"\fHandoverDone\"5\n" +
+	"\x05Leave\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x12\n" +
+	"\x04node\x18\x02 \x01(\tR\x04nodeB=Z;github.com/livestore-relay/livestore-relay/actors/clusterpbb\x06proto3"
 
 var (
 	file_actors_clusterpb_cluster_proto_rawDescOnce sync.Once
@@ -1104,7 +1161,7 @@ func file_actors_clusterpb_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_actors_clusterpb_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_actors_clusterpb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_actors_clusterpb_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_actors_clusterpb_cluster_proto_goTypes = []any{
 	(AttachReply_Result)(0), // 0: livestore.relay.cluster.AttachReply.Result
 	(*Probe)(nil),           // 1: livestore.relay.cluster.Probe
@@ -1121,6 +1178,7 @@ var file_actors_clusterpb_cluster_proto_goTypes = []any{
 	(*StoreHead)(nil),       // 12: livestore.relay.cluster.StoreHead
 	(*HeadsHandover)(nil),   // 13: livestore.relay.cluster.HeadsHandover
 	(*HandoverDone)(nil),    // 14: livestore.relay.cluster.HandoverDone
+	(*Leave)(nil),           // 15: livestore.relay.cluster.Leave
 }
 var file_actors_clusterpb_cluster_proto_depIdxs = []int32{
 	0,  // 0: livestore.relay.cluster.AttachReply.result:type_name -> livestore.relay.cluster.AttachReply.Result
@@ -1144,7 +1202,7 @@ func file_actors_clusterpb_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actors_clusterpb_cluster_proto_rawDesc), len(file_actors_clusterpb_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

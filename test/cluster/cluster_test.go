@@ -541,6 +541,12 @@ func TestClusterDrainOfOneNodeLeavesTheOthersServing(t *testing.T) {
 	if got := devs[third].Expect("push"); !bytes.Equal(got.Raw, sent) {
 		t.Fatalf("got %s", got.Raw)
 	}
+	// A store with a head, which must follow the room when its node drains.
+	joinStore(devs[owner], "s", 0)
+	joinStore(devs[third], "s", 0)
+	storePush(devs[owner], "s", 1)
+	devs[owner].Expect("ack")
+	devs[third].Expect("push")
 	// Drain the owner: its socket gets 1001, the room's other device 1012,
 	// and that device finds the room again on the node that is left.
 	done = nodes[owner].StopAsync()
@@ -554,6 +560,9 @@ func TestClusterDrainOfOneNodeLeavesTheOthersServing(t *testing.T) {
 	d.Bind()
 	d.Push(d.Event(2))
 	d.Expect("ack")
+	if m := joinStore(d, "s", 0); m.Type != "pull_response" || headOf(t, m) != 1 {
+		t.Fatalf("join after the drain answered %s, want the head 1 handed over", m.Raw)
+	}
 }
 
 func TestClusterAcksOnlyWhatEveryRemainingRecipientHasWhileANodeDies(t *testing.T) {
