@@ -76,27 +76,34 @@ func freeLoopbackAddrs(n int) ([]string, error) {
 
 // nodeArgs is the command line of node i of a cluster whose nodes have the
 // given cluster addresses. The provider is static with every node as a
-// seed, unless extraFlags choose a provider; extraFlags come last, so that
-// they win over the tool's choices.
+// seed, unless extraFlags choose another provider, which brings its own
+// discovery; extraFlags come last, so that they win over the tool's
+// choices.
 func nodeArgs(i int, clusterAddrs []string, extraFlags string) []string {
 	extra := strings.Fields(extraFlags)
 	args := append(baseRelayArgs(), "--"+clusterFlag, clusterAddrs[i])
-	if !hasFlag(extra, "cluster-provider") {
+	if p, ok := flagArg(extra, "cluster-provider"); !ok || p == "static" {
 		args = append(args, "--cluster-provider", "static", "--cluster-peers", strings.Join(clusterAddrs, ","))
 	}
 	return append(args, extra...)
 }
 
-// hasFlag reports whether args set --name (or -name), as `--name v` or
-// `--name=v`.
-func hasFlag(args []string, name string) bool {
-	for _, a := range args {
-		a = strings.TrimLeft(a, "-")
-		if a == name || strings.HasPrefix(a, name+"=") {
-			return true
+// flagArg is the value args give --name (or -name), as `--name v` or
+// `--name=v`; the last one wins, as in the flag package.
+func flagArg(args []string, name string) (value string, ok bool) {
+	for i, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		switch {
+		case a == name && i+1 < len(args):
+			value, ok = args[i+1], true
+		case strings.HasPrefix(a, name+"="):
+			value, ok = strings.TrimPrefix(a, name+"="), true
 		}
 	}
-	return false
+	return value, ok
 }
 
 // nodeLogPath is node i's log file: the -nodeI suffix goes before the

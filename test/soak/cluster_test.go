@@ -131,15 +131,8 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
-// flagValue is the value of --name in args (the last one wins, as in the
-// flag package).
 func flagValue(args []string, name string) string {
-	v := ""
-	for i, a := range args {
-		if a == "--"+name && i+1 < len(args) {
-			v = args[i+1]
-		}
-	}
+	v, _ := flagArg(args, name)
 	return v
 }
 
@@ -264,8 +257,13 @@ func TestNodeArgs(t *testing.T) {
 	}
 	// A provider chosen in the extra flags brings its own discovery.
 	args = nodeArgs(0, addrs, "--cluster-provider=etcd --cluster-etcd http://127.0.0.1:2379")
-	if hasFlag(args, "cluster-peers") || flagValue(args, "cluster-etcd") != "http://127.0.0.1:2379" {
+	if _, ok := flagArg(args, "cluster-peers"); ok || flagValue(args, "cluster-etcd") != "http://127.0.0.1:2379" {
 		t.Errorf("with an etcd provider: %q", args)
+	}
+	// Naming the static provider changes nothing.
+	args = nodeArgs(0, addrs, "--cluster-provider static")
+	if v, _ := flagArg(args, "cluster-peers"); v != "127.0.0.1:7001,127.0.0.1:7002" {
+		t.Errorf("with the static provider named: %q", args)
 	}
 	if got := nodeLogPath("bin/soak-relay.log", 2); got != "bin/soak-relay-node2.log" {
 		t.Errorf("nodeLogPath = %q", got)

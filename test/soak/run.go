@@ -208,15 +208,22 @@ func spawn(cfg *Config, stderr io.Writer) ([]*relayProc, error) {
 		files = append(files, f)
 		return f
 	}
+	closeFiles := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
 	var relays []*relayProc
 	if cfg.SpawnNodes > 0 {
 		var err error
 		if relays, err = spawnNodes(cfg.SpawnRelay, cfg.Secret, cfg.SpawnNodes, cfg.RelayFlags, logOut); err != nil {
+			closeFiles() // the nodes have exited
 			return nil, err
 		}
 	} else {
 		r, err := startRelay(cfg.SpawnRelay, cfg.Secret, cfg.RelayFlags, logOut(0))
 		if err != nil {
+			closeFiles()
 			return nil, err
 		}
 		relays = []*relayProc{r}
@@ -236,9 +243,7 @@ func spawn(cfg *Config, stderr io.Writer) ([]*relayProc, error) {
 		for _, r := range relays {
 			<-r.exited
 		}
-		for _, f := range files {
-			f.Close()
-		}
+		closeFiles()
 	}()
 	return relays, nil
 }
