@@ -3,6 +3,7 @@ package heads
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/livestore-relay/livestore-relay/protocol"
@@ -173,4 +174,52 @@ func TestFailedCommitChangesNothing(t *testing.T) {
 	op := &Op{Kind: Read, User: "u", Store: "new"}
 	k.Do(op)
 	want(t, op, Unknown, h(0, "", ""))
+}
+
+// BenchmarkDurableAppend is one writer appending to one store with a
+// state directory: every append is one commit, synced to disk.
+func BenchmarkDurableAppend(b *testing.B) {
+	k, err := Open(Config{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer k.Close()
+	join(k, "u", "s", h(0, "", ""))
+	op := &Op{Kind: Append, User: "u", Store: "s"}
+	b.ResetTimer()
+	for i := range b.N {
+		op.Parent, op.Next = int64(i), h(int64(i+1), "device", "session")
+		k.Do(op)
+		if op.Result != Accepted {
+			b.Fatal(op.Result)
+		}
+	}
+}
+
+// BenchmarkDurableAppendParallel has many writers, each on a store of its
+// own user, as rooms of different users are: their appends share commits.
+func BenchmarkDurableAppendParallel(b *testing.B) {
+	k, err := Open(Config{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer k.Close()
+	var n atomic.Int64
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		user := fmt.Sprint("u", n.Add(1))
+		join(k, user, "s", h(0, "", ""))
+		op := &Op{Kind: Append, User: user, Store: "s"}
+		var i int64
+		for pb.Next() {
+			op.Parent, op.Next = i, h(i+1, "device", "session")
+			k.Do(op)
+			if op.Result != Accepted {
+				b.Error(op.Result)
+				return
+			}
+			i++
+		}
+	})
 }

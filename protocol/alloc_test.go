@@ -1,6 +1,7 @@
 package protocol_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -21,25 +22,38 @@ func pushFrame(n int) []byte {
 
 func TestDecodeDoesNotAllocate(t *testing.T) {
 	dec := protocol.NewDecoder(protocol.Limits{})
-	frames := map[string][]byte{
-		"push 5":             pushFrame(5),
-		"pull":               []byte(seedPull),
-		"peer_pull":          []byte(seedPeerPull),
-		"peer_pull_response": []byte(seedPeerPullResponse),
-		"escaped keys":       []byte(`{"\u0074ype":"pull","clientId":"c","sessionId":"s","timestamp":1,"payload":{}}`),
-		"rejected":           []byte(`{"type":"push","clientId":"c","sessionId":"s","timestamp":1,"payload":{"events":[{}]}}`),
-		"unsupported":        []byte(`{"type":"x"}`),
-		"not JSON":           []byte(`{"type":`),
-		"store push":         []byte(`{"type":"push","clientId":"c","sessionId":"s","timestamp":1,"payload":{"storeId":"st","events":[{"eventName":"e","eventNumber":2,"parentEventNumber":1,"clientId":"c","sessionId":"s","timestamp":1,"data":{}}]}}`),
-		"store pull":         []byte(`{"type":"pull","clientId":"c","sessionId":"s","timestamp":1,"payload":{"storeId":"st","head":{"eventNumber":2,"clientId":"c","sessionId":"s"}}}`),
+	// want is the code of the error Decode must return; 0: it accepts the frame.
+	frames := []struct {
+		name  string
+		frame []byte
+		want  protocol.Code
+	}{
+		{"push 5", pushFrame(5), 0},
+		{"pull", []byte(seedPull), 0},
+		{"peer_pull", []byte(seedPeerPull), 0},
+		{"peer_pull_response", []byte(seedPeerPullResponse), 0},
+		{"escaped keys", []byte(`{"\u0074ype":"pull","clientId":"c","sessionId":"s","timestamp":1,"payload":{}}`), 0},
+		{"rejected", []byte(`{"type":"push","clientId":"c","sessionId":"s","timestamp":1,"payload":{"events":[{}]}}`), protocol.CodeInvalidMessage},
+		{"unsupported", []byte(`{"type":"x"}`), protocol.CodeUnsupportedType},
+		{"not JSON", []byte(`{"type":`), protocol.CodeInvalidMessage},
+		{"store push", []byte(`{"type":"push","clientId":"c","sessionId":"s","timestamp":1,"payload":{"storeId":"st","events":[{"eventName":"e","eventNumber":2,"parentEventNumber":1,"clientId":"c","sessionId":"s","timestamp":1,"data":{}}]}}`), 0},
+		{"store pull", []byte(`{"type":"pull","clientId":"c","sessionId":"s","timestamp":1,"payload":{"storeId":"st","head":{"eventNumber":2,"clientId":"c","sessionId":"s"}}}`), 0},
 	}
-	for name, f := range frames {
+	for _, tc := range frames {
 		var m protocol.Message
+		var err error
 		allocs := testing.AllocsPerRun(100, func() {
-			_ = dec.Decode(f, &m)
+			err = dec.Decode(tc.frame, &m)
 		})
 		if allocs != 0 {
-			t.Errorf("%s: %v allocations", name, allocs)
+			t.Errorf("%s: %v allocations", tc.name, allocs)
+		}
+		var perr *protocol.Error
+		switch {
+		case tc.want == 0 && err != nil:
+			t.Errorf("%s: %v, want the frame accepted", tc.name, err)
+		case tc.want != 0 && (!errors.As(err, &perr) || perr.Code != tc.want):
+			t.Errorf("%s: error %v, want code %v", tc.name, err, tc.want)
 		}
 	}
 }

@@ -90,16 +90,18 @@ func NewDecoder(l Limits) *Decoder {
 // Checks come in a fixed order, and the first failure wins: the frame must
 // be a valid JSON object; its type must be a string; the type must be a
 // known one (else CodeUnsupportedType); then the envelope and the payload
-// are checked for that type (CodeInvalidMessage); last, the number of
-// events is checked against the limit (CodeLimitExceeded). On failure, m
-// is left partly filled; its Type is set once the type is known.
+// are checked for that type (CodeInvalidMessage), payload.storeId first
+// when present; a sequenced push's event chain is checked after its
+// events; last, the number of events is checked against the limit
+// (CodeLimitExceeded). On failure, m is left partly filled; its Type is
+// set once the type is known, and StoreID once it is valid.
 //
-// Identifiers (clientId, sessionId, requestId, targetClientId) must also
-// be valid UTF-8 once unescaped; other strings are not checked for it,
-// since the transport validates the frame's encoding as a whole.
+// Identifiers (clientId, sessionId, requestId, targetClientId, storeId)
+// must also be valid UTF-8 once unescaped; other strings are not checked
+// for it, since the transport validates the frame's encoding as a whole.
 //
-// Decode allocates only for identifiers written with escape sequences. It
-// never panics, and it does not modify frame.
+// Decode allocates only for identifiers and head ids written with escape
+// sequences. It never panics, and it does not modify frame.
 func (d *Decoder) Decode(frame []byte, m *Message) error {
 	*m = Message{}
 	var f frameFields

@@ -190,8 +190,8 @@ type Limits struct {
 // DefaultMaxEventsPerPush is the event cap used when Limits leaves it unset.
 const DefaultMaxEventsPerPush = 1000
 
-// MaxIDLen is the longest clientId, sessionId, requestId or targetClientId
-// accepted, in bytes after unescaping.
+// MaxIDLen is the longest clientId, sessionId, requestId, targetClientId or
+// storeId accepted, in bytes after unescaping.
 const MaxIDLen = 128
 
 // ServerClientID is the clientId the relay uses for its own messages; no

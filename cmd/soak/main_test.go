@@ -5,21 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/livestore-relay/livestore-relay/test/relaytest"
 	"github.com/livestore-relay/livestore-relay/test/soak"
 )
-
-func build(t *testing.T, dir, pkg string) string {
-	t.Helper()
-	path := filepath.Join(dir, filepath.Base(pkg))
-	if out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-	}
-	return path
-}
 
 // TestBinarySpreadsOverWorkers runs the built tool with two worker
 // processes (the tool re-executing itself) against a relay it spawns.
@@ -27,9 +18,8 @@ func TestBinarySpreadsOverWorkers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end run")
 	}
-	dir := t.TempDir()
-	relay := build(t, dir, "github.com/livestore-relay/livestore-relay/cmd/relay")
-	tool := build(t, dir, "github.com/livestore-relay/livestore-relay/cmd/soak")
+	relay := relaytest.Binary(t)
+	tool := relaytest.Build(t, "./cmd/soak", relaytest.BuildOptions{})
 
 	cmd := exec.Command(tool, "--spawn-relay", relay, "--procs", "2", "--users", "60", "--devices", "3",
 		"--rate", "300", "--duration", "2s", "--peer-pull-every", "1s", "--json", "--progress", "-1s")
@@ -52,7 +42,7 @@ func TestUsageErrors(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the tool")
 	}
-	tool := build(t, t.TempDir(), "github.com/livestore-relay/livestore-relay/cmd/soak")
+	tool := relaytest.Build(t, "./cmd/soak", relaytest.BuildOptions{})
 	for _, args := range [][]string{{}, {"--users", "x"}, {"--url", "ws://192.0.2.1:1/", "--secret", "s"}} {
 		err := exec.Command(tool, args...).Run()
 		var exit *exec.ExitError

@@ -5,9 +5,7 @@
 package docs
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -16,40 +14,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livestore-relay/livestore-relay/test/relaytest"
 )
 
 // repoRoot is the repository's root, relative to this package.
 const repoRoot = "../.."
-
-const relayPackage = "github.com/livestore-relay/livestore-relay/cmd/relay"
-
-// cleanEnv is the environment without RELAY_ variables, so that the
-// caller's shell cannot change what the binary reports.
-func cleanEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RELAY_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, extra...)
-}
-
-// goBuild builds pkg into dir/name with extra build arguments and
-// environment, and returns the executable's path.
-func goBuild(t *testing.T, dir, name, pkg string, env, args []string) string {
-	t.Helper()
-	out := filepath.Join(dir, name)
-	cmdArgs := append([]string{"build"}, args...)
-	cmdArgs = append(cmdArgs, "-o", out, pkg)
-	cmd := exec.Command("go", cmdArgs...)
-	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(), env...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(cmdArgs, " "), err, b)
-	}
-	return out
-}
 
 // envName is the variable that backs a flag: --foo-bar is RELAY_FOO_BAR.
 func envName(flag string) string {
@@ -110,14 +80,11 @@ func parseHelp(t *testing.T, out string) map[string]helpFlag {
 // runHelp runs bin with args, which must print help and exit 0.
 func runHelp(t *testing.T, bin string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = cleanEnv()
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out.String())
+	p := relaytest.ExecPath(t, bin, relaytest.CleanEnv(), nil, args...)
+	if code := p.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("%s %s: exit %d\n%s%s", filepath.Base(bin), strings.Join(args, " "), code, p.Stdout(), p.Stderr())
 	}
-	return out.String()
+	return p.Stdout() + p.Stderr()
 }
 
 // docRow is one row of a flag table in a Markdown document.
@@ -283,7 +250,7 @@ func proseFlags(t *testing.T, doc string) map[string]int {
 const placeholderFlag = "foo-bar"
 
 func TestConfigurationDocs(t *testing.T) {
-	bin := goBuild(t, t.TempDir(), "relay", relayPackage, nil, nil)
+	bin := relaytest.Binary(t)
 	flags := parseHelp(t, runHelp(t, bin, "--help"))
 	if len(flags) < 20 {
 		t.Fatalf("parsed only %d flags from relay --help; has its format changed?", len(flags))

@@ -1,11 +1,7 @@
 package docs
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"debug/elf"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,12 +18,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/livestore-relay/livestore-relay/test/relaytest"
 )
 
 const (
@@ -343,60 +341,23 @@ func checkProbeURL(t *testing.T, what string, argv []string, wantPath string) {
 
 // ---- the static build and the running relay --------------------------------
 
-// staticBuild holds the binaries built the way the Dockerfile builds them.
-var staticBuild struct {
-	once         sync.Once
-	dir          string
-	relay, check string
-	err          error
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if staticBuild.dir != "" {
-		_ = os.RemoveAll(staticBuild.dir)
-	}
-	os.Exit(code)
-}
-
-// staticBinaries runs the Dockerfile's go build commands, with the same
-// environment and flags, into a temporary directory.
+// staticBinaries builds the relay and the healthcheck the way the
+// Dockerfile's go build commands do, with the same environment and flags.
 func staticBinaries(t *testing.T) (relay, healthcheck string) {
 	t.Helper()
-	builds := dockerGoBuilds(t, readDockerfile(t))
-	staticBuild.once.Do(func() {
-		dir, err := os.MkdirTemp("", "livestore-relay-docs-")
-		if err != nil {
-			staticBuild.err = err
-			return
+	for _, b := range dockerGoBuilds(t, readDockerfile(t)) {
+		bin := relaytest.Build(t, b.pkg, relaytest.BuildOptions{Flags: b.flags, Env: b.env})
+		switch b.pkg {
+		case "./cmd/relay":
+			relay = bin
+		case "./cmd/healthcheck":
+			healthcheck = bin
 		}
-		staticBuild.dir = dir
-		for _, b := range builds {
-			name := path.Base(b.out)
-			args := append([]string{"build"}, b.flags...)
-			args = append(args, "-o", filepath.Join(dir, name), b.pkg)
-			cmd := exec.Command("go", args...)
-			cmd.Dir = repoRoot
-			cmd.Env = append(os.Environ(), b.env...)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				staticBuild.err = fmt.Errorf("%s go %s: %v\n%s", strings.Join(b.env, " "), strings.Join(args, " "), err, out)
-				return
-			}
-			switch b.pkg {
-			case "./cmd/relay":
-				staticBuild.relay = filepath.Join(dir, name)
-			case "./cmd/healthcheck":
-				staticBuild.check = filepath.Join(dir, name)
-			}
-		}
-		if staticBuild.relay == "" || staticBuild.check == "" {
-			staticBuild.err = fmt.Errorf("%s does not build both ./cmd/relay and ./cmd/healthcheck", dockerfilePath)
-		}
-	})
-	if staticBuild.err != nil {
-		t.Fatal(staticBuild.err)
 	}
-	return staticBuild.relay, staticBuild.check
+	if relay == "" || healthcheck == "" {
+		t.Fatalf("%s does not build both ./cmd/relay and ./cmd/healthcheck", dockerfilePath)
+	}
+	return relay, healthcheck
 }
 
 func TestStaticBinaries(t *testing.T) {
@@ -431,93 +392,21 @@ func TestStaticBinaries(t *testing.T) {
 	}
 }
 
-// relayProcess is a running relay.
-type relayProcess struct {
-	cmd    *exec.Cmd
-	addr   string
-	exited chan struct{}
-	err    error // from Wait, once exited is closed
-	mu     sync.Mutex
-	log    bytes.Buffer
-}
-
-func (p *relayProcess) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-// startRelay runs bin on a free loopback port and waits until /healthz
-// answers.
-func startRelay(t *testing.T, bin string, args ...string) *relayProcess {
+// startRelay runs the relay executable bin on a free loopback port and
+// waits until /healthz answers.
+func startRelay(t *testing.T, bin string, args ...string) (*relaytest.Server, *relaytest.Process) {
 	t.Helper()
-	p := &relayProcess{exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, append([]string{"--addr", "127.0.0.1:0", "--log-format", "json"}, args...)...)
-	p.cmd.Env = cleanEnv()
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addrs := make(chan string, 1)
-	logDone := make(chan struct{})
-	go func() {
-		defer close(logDone)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.Write(sc.Bytes())
-			p.log.WriteByte('\n')
-			p.mu.Unlock()
-			var entry struct {
-				Message string `json:"message"`
-				Addr    string `json:"addr"`
-			}
-			if json.Unmarshal(sc.Bytes(), &entry) == nil && entry.Message == "listening" && entry.Addr != "" {
-				select {
-				case addrs <- entry.Addr:
-				default:
-				}
-			}
-		}
-	}()
-	go func() {
-		<-logDone // Wait closes the pipe; read everything first
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
+	s, p := relaytest.StartPath(t, bin, relaytest.CleanEnv(), append([]string{"--log-format", "json"}, args...)...)
+	relaytest.Eventually(t, 10*time.Second, "/healthz to answer 200", func() bool {
 		select {
-		case <-p.exited:
+		case <-p.Exited():
+			t.Fatalf("relay exited\n%s", p.Stderr())
 		default:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
 		}
+		status, err := httpStatus(s.HTTP + "/healthz")
+		return err == nil && status == http.StatusOK
 	})
-	select {
-	case p.addr = <-addrs:
-	case <-p.exited:
-		t.Fatalf("relay exited before listening: %v\n%s", p.err, p.logs())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("relay did not log its address within 20s:\n%s", p.logs())
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		status, err := httpStatus("http://" + p.addr + "/healthz")
-		if err == nil && status == http.StatusOK {
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/healthz did not answer 200 within 10s (last: %d, %v)\n%s", status, err, p.logs())
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("relay exited: %v\n%s", p.err, p.logs())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return s, p
 }
 
 func httpStatus(u string) (int, error) {
@@ -534,18 +423,9 @@ func httpStatus(u string) (int, error) {
 // runHealthcheck runs the healthcheck binary and returns its exit code.
 func runHealthcheck(t *testing.T, bin string, args ...string) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, string(out)
-	case errors.As(err, &exit):
-		return exit.ExitCode(), string(out)
-	}
-	t.Fatalf("run %s: %v", bin, err)
-	return -1, ""
+	p := relaytest.ExecPath(t, bin, nil, nil, args...)
+	code := p.Wait(20 * time.Second)
+	return code, p.Stdout() + p.Stderr()
 }
 
 // probePaths are the HTTP paths the deployment files probe, by file.
@@ -575,126 +455,12 @@ func urlPath(t *testing.T, argv []string) string {
 	return "/healthz"
 }
 
-// upgrade opens a WebSocket to the sync path with a raw handshake and
-// returns the connection and the HTTP status of the answer.
-func upgrade(t *testing.T, addr, token string) (net.Conn, *bufio.Reader, int) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	req := "GET /api/v1/livestore/sync?token=" + url.QueryEscape(token) + " HTTP/1.1\r\n" +
-		"Host: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("read upgrade answer: %v", err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-	}
-	return c, br, resp.StatusCode
-}
-
-// writeText sends one masked client text frame.
-func writeText(t *testing.T, c net.Conn, payload []byte) {
-	t.Helper()
-	if len(payload) > 125 {
-		t.Fatalf("writeText: %d bytes; only short frames are supported", len(payload))
-	}
-	mask := [4]byte{0x12, 0x34, 0x56, 0x78}
-	frame := append([]byte{0x81, 0x80 | byte(len(payload))}, mask[:]...)
-	for i, b := range payload {
-		frame = append(frame, b^mask[i%4])
-	}
-	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Write(frame); err != nil {
-		t.Fatalf("write frame: %v", err)
-	}
-}
-
-// readFrame reads one server frame and returns its opcode and payload.
-func readFrame(t *testing.T, c net.Conn, br *bufio.Reader) (byte, []byte) {
-	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
-	var h [2]byte
-	if _, err := io.ReadFull(br, h[:]); err != nil {
-		t.Fatalf("read frame: %v", err)
-	}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var b [2]byte
-		if _, err := io.ReadFull(br, b[:]); err != nil {
-			t.Fatal(err)
-		}
-		n = uint64(binary.BigEndian.Uint16(b[:]))
-	case 127:
-		var b [8]byte
-		if _, err := io.ReadFull(br, b[:]); err != nil {
-			t.Fatal(err)
-		}
-		n = binary.BigEndian.Uint64(b[:])
-	}
-	if n > 1<<20 {
-		t.Fatalf("frame of %d bytes from the relay", n)
-	}
-	payload := make([]byte, n)
-	if _, err := io.ReadFull(br, payload); err != nil {
-		t.Fatal(err)
-	}
-	return h[0] & 0x0f, payload
-}
-
-// readClose reads server frames until a close frame and returns its code.
-func readClose(t *testing.T, c net.Conn, br *bufio.Reader) uint16 {
-	t.Helper()
-	for {
-		op, payload := readFrame(t, c, br)
-		if op == 0x8 {
-			if len(payload) < 2 {
-				t.Fatalf("close frame without a code")
-			}
-			return binary.BigEndian.Uint16(payload)
-		}
-	}
-}
-
-// bind sends a pull and waits for its pull_response, after which the
-// connection is one of its user's bound devices.
-func bind(t *testing.T, c net.Conn, br *bufio.Reader) {
-	t.Helper()
-	writeText(t, c, []byte(`{"type":"pull","clientId":"ops","sessionId":"s1","timestamp":1,"payload":{}}`))
-	for {
-		op, payload := readFrame(t, c, br)
-		switch op {
-		case 0x1:
-			var m struct {
-				Type string `json:"type"`
-			}
-			if err := json.Unmarshal(payload, &m); err != nil || m.Type != "pull_response" {
-				t.Fatalf("answer to pull: %s", payload)
-			}
-			return
-		case 0x8:
-			t.Fatalf("closed instead of answering the pull: %x", payload)
-		}
-	}
-}
-
 func TestRelayBehindTheProbes(t *testing.T) {
 	relay, check := staticBinaries(t)
 	readiness, liveness := probePaths(t)
 	const secret = "docs-test-secret"
-	p := startRelay(t, relay, "--jwt-secret", secret, "--drain-timeout", "10s")
-	base := "http://" + p.addr
+	s, p := startRelay(t, relay, "--jwt-secret", secret, "--drain-timeout", "10s")
+	base := s.HTTP
 
 	t.Run("healthcheck", func(t *testing.T) {
 		if code, out := runHealthcheck(t, check, "--url", base+"/healthz"); code != 0 {
@@ -730,45 +496,33 @@ func TestRelayBehindTheProbes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("relay token: %v", err)
 		}
-		c, br, status := upgrade(t, p.addr, strings.TrimSpace(string(tok)))
-		if status != http.StatusSwitchingProtocols {
-			t.Fatalf("upgrade: status %d, want 101", status)
-		}
-		bind(t, c, br)
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
+		token := strings.TrimSpace(string(tok))
+		c := s.DialRawToken(t, token, "ops")
+		c.Bind()
+		p.Signal(syscall.SIGTERM)
 		for _, pth := range readiness {
 			deadline := time.Now().Add(10 * time.Second)
 			for {
-				s, err := httpStatus(base + pth)
-				if err == nil && s == http.StatusServiceUnavailable {
+				status, err := httpStatus(base + pth)
+				if err == nil && status == http.StatusServiceUnavailable {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("GET %s after SIGTERM: %d, %v; want 503 while draining\n%s", pth, s, err, p.logs())
+					t.Fatalf("GET %s after SIGTERM: %d, %v; want 503 while draining\n%s", pth, status, err, p.Stderr())
 				}
 				select {
-				case <-p.exited:
-					t.Fatalf("relay exited before GET %s answered 503\n%s", pth, p.logs())
+				case <-p.Exited():
+					t.Fatalf("relay exited before GET %s answered 503\n%s", pth, p.Stderr())
 				case <-time.After(20 * time.Millisecond):
 				}
 			}
 		}
-		if _, _, s := upgrade(t, p.addr, strings.TrimSpace(string(tok))); s != http.StatusServiceUnavailable {
-			t.Errorf("upgrade while draining: status %d, want 503", s)
+		if _, resp, err := s.DialWith(t, s.URL+"?token="+token, nil); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("upgrade while draining: %v (response %v), want status 503", err, resp)
 		}
-		if code := readClose(t, c, br); code != 1001 {
-			t.Errorf("close code while draining = %d, want 1001", code)
-		}
-		_ = c.Close()
-		select {
-		case <-p.exited:
-			if p.err != nil {
-				t.Errorf("relay exit after SIGTERM: %v, want status 0\n%s", p.err, p.logs())
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("relay still running 20s after SIGTERM\n%s", p.logs())
+		c.ExpectClose(ws.StatusGoingAway)
+		if code := p.Wait(20 * time.Second); code != 0 {
+			t.Errorf("relay exit after SIGTERM: %d, want 0\n%s", code, p.Stderr())
 		}
 	})
 }

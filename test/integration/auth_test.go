@@ -12,8 +12,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -75,29 +73,12 @@ func dialToken(t *testing.T, s *relaytest.Server, tok, clientID string) *relayte
 // test if the upgrade is refused.
 func dialAccepted(t *testing.T, s *relaytest.Server, u string, h http.Header, clientID string) *relaytest.Client {
 	t.Helper()
-	c, resp, err := s.DialWith(t, u, h)
-	if err != nil {
-		t.Fatalf("upgrade refused: %v (status %d, body %s)", err, statusOf(resp), bodyOf(resp))
-	}
-	c.ClientID = clientID
-	c.SessionID = fmt.Sprintf("%s-session-%d", clientID, time.Now().UnixNano())
-	return c
+	return s.DialDevice(t, u, h, clientID)
 }
 
-func statusOf(r *http.Response) int {
-	if r == nil {
-		return 0
-	}
-	return r.StatusCode
-}
+func statusOf(r *http.Response) int { return relaytest.StatusOf(r) }
 
-func bodyOf(r *http.Response) string {
-	if r == nil || r.Body == nil {
-		return ""
-	}
-	b, _ := io.ReadAll(r.Body)
-	return string(b)
-}
+func bodyOf(r *http.Response) string { return relaytest.BodyOf(r) }
 
 // upgradeRefusal is the answer to an upgrade the relay refused.
 type upgradeRefusal struct {

@@ -17,11 +17,16 @@ import (
 )
 
 // delivNoRateLimit keeps the per-connection rate limit out of the way of
-// tests that push as fast as they can.
+// tests that push as fast as they can, and the send queue bound too: their
+// readers read everything but can fall a thousand messages behind on a
+// loaded machine, which the bound would close as a slow consumer (a test
+// of the bound sets it back with more).
 func delivNoRateLimit(more ...func(*transport.Config)) relaytest.Option {
 	return relaytest.WithLimits(func(c *transport.Config) {
 		c.Actors.Rate = 1e9
 		c.Actors.RateBurst = 1 << 30
+		c.Actors.SendQueueMessages = 1 << 20
+		c.Actors.SendQueueBytes = 1 << 30
 		for _, f := range more {
 			f(c)
 		}

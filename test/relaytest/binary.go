@@ -23,40 +23,115 @@ import (
 // binaryPackage is the import path of the relay command.
 const binaryPackage = "github.com/livestore-relay/livestore-relay/cmd/relay"
 
-// binDirPrefix names the directories the relay binary is built into.
+// binDirPrefix names the directories test binaries are built into.
 const binDirPrefix = "livestore-relay-test-bin-"
 
-var build struct {
+// BuildOptions say how Build builds a command; the zero value is a plain
+// `go build`.
+type BuildOptions struct {
+	// Flags are go build flags, such as "-tags", "x" or "-trimpath".
+	Flags []string
+	// Env is added to the environment of go build, such as "CGO_ENABLED=0".
+	Env []string
+}
+
+// builds holds every binary this test process has built, by package and
+// options, so that each is built once however many tests ask for it. The
+// directory is created by the first build; mu guards the map, and each
+// entry's once its own build, so that different builds run in parallel.
+var builds struct {
+	mu     sync.Mutex
+	dir    string
+	dirErr error
+	byKey  map[string]*built
+}
+
+type built struct {
 	once sync.Once
+	dir  string
 	path string
 	err  error
 }
 
-// Binary builds the relay command once per test process and returns the
-// path of the executable. Each test process builds into a directory of its
-// own, named after its pid, so concurrent runs never execute each other's
-// build; directories of processes that have ended are removed.
+// Build builds the command pkg (an import path, or a path relative to the
+// module's root such as ./cmd/relay) with opts, once per test process, and
+// returns the path of the executable, named after the package's last
+// element. Each test process builds into a directory of its own, named
+// after its pid, so concurrent runs never execute each other's build;
+// directories of processes that have ended are removed.
+func Build(t testing.TB, pkg string, opts BuildOptions) string {
+	t.Helper()
+	key := strings.Join(append(append([]string{pkg}, opts.Flags...), opts.Env...), "\x00")
+	builds.mu.Lock()
+	if builds.dir == "" && builds.dirErr == nil {
+		removeStaleBuilds()
+		builds.dir, builds.dirErr = os.MkdirTemp("", fmt.Sprintf("%s%d-", binDirPrefix, os.Getpid()))
+	}
+	if builds.dirErr != nil {
+		builds.mu.Unlock()
+		t.Fatalf("build directory: %v", builds.dirErr)
+	}
+	if builds.byKey == nil {
+		builds.byKey = map[string]*built{}
+	}
+	b, ok := builds.byKey[key]
+	if !ok {
+		b = &built{dir: filepath.Join(builds.dir, strconv.Itoa(len(builds.byKey)))}
+		builds.byKey[key] = b
+	}
+	builds.mu.Unlock()
+
+	b.once.Do(func() { b.path, b.err = goBuild(b.dir, pkg, opts) })
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+// goBuild builds pkg into dir, from the module's root.
+func goBuild(dir, pkg string, opts BuildOptions) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, filepath.Base(pkg))
+	args := append(append([]string{"build"}, opts.Flags...), "-o", path, pkg)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), opts.Env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("%s go %s: %w\n%s", strings.Join(opts.Env, " "), strings.Join(args, " "), err, out)
+	}
+	return path, nil
+}
+
+// moduleRoot is the nearest directory above the working directory (a test's
+// package directory) that holds go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Binary builds the relay command once per test process (see Build) and
+// returns the path of the executable.
 func Binary(t testing.TB) string {
 	t.Helper()
-	build.once.Do(func() {
-		removeStaleBuilds()
-		dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", binDirPrefix, os.Getpid()))
-		if err != nil {
-			build.err = err
-			return
-		}
-		path := filepath.Join(dir, "relay")
-		out, err := exec.Command("go", "build", "-o", path, binaryPackage).CombinedOutput()
-		if err != nil {
-			build.err = fmt.Errorf("go build %s: %v\n%s", binaryPackage, err, out)
-			return
-		}
-		build.path = path
-	})
-	if build.err != nil {
-		t.Fatal(build.err)
-	}
-	return build.path
+	return Build(t, binaryPackage, BuildOptions{})
 }
 
 // removeStaleBuilds removes the build directories of test processes that
@@ -100,9 +175,10 @@ func CleanEnv(extra ...string) []string {
 	return append(env, extra...)
 }
 
-// Process is one run of the relay binary.
+// Process is one run of the relay binary, or of another program.
 type Process struct {
 	t      testing.TB
+	name   string
 	cmd    *exec.Cmd
 	stdout syncBuffer
 	stderr syncBuffer
@@ -120,14 +196,22 @@ func Exec(t testing.TB, env []string, args ...string) *Process {
 // ExecInput is Exec with stdin as the process's standard input (nil: empty).
 func ExecInput(t testing.TB, env []string, stdin io.Reader, args ...string) *Process {
 	t.Helper()
-	p := &Process{t: t, exited: make(chan struct{})}
-	p.cmd = exec.Command(Binary(t), args...)
+	return ExecPath(t, Binary(t), env, stdin, args...)
+}
+
+// ExecPath is ExecInput for the executable at path (a relay built another
+// way, or another program; see Build). A nil env is the test process's
+// environment.
+func ExecPath(t testing.TB, path string, env []string, stdin io.Reader, args ...string) *Process {
+	t.Helper()
+	p := &Process{t: t, name: filepath.Base(path), exited: make(chan struct{})}
+	p.cmd = exec.Command(path, args...)
 	p.cmd.Env = env
 	p.cmd.Stdin = stdin
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = &p.stderr
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start relay: %v", err)
+		t.Fatalf("start %s: %v", p.name, err)
 	}
 	go func() {
 		err := p.cmd.Wait()
@@ -183,7 +267,7 @@ func (p *Process) Wait(d time.Duration) int {
 	case <-p.exited:
 		return p.code
 	case <-time.After(d):
-		p.t.Fatalf("relay still running after %v\nstdout:\n%s\nstderr:\n%s", d, p.Stdout(), p.Stderr())
+		p.t.Fatalf("%s still running after %v\nstdout:\n%s\nstderr:\n%s", p.name, d, p.Stdout(), p.Stderr())
 		return 0
 	}
 }
@@ -200,11 +284,11 @@ func (p *Process) Listening() string {
 		}
 		select {
 		case <-p.exited:
-			p.t.Fatalf("relay exited with %d before listening\nstdout:\n%s\nstderr:\n%s", p.code, p.Stdout(), p.Stderr())
+			p.t.Fatalf("%s exited with %d before listening\nstdout:\n%s\nstderr:\n%s", p.name, p.code, p.Stdout(), p.Stderr())
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("relay did not log that it listens\nstderr:\n%s", p.Stderr())
+			p.t.Fatalf("%s did not log that it listens\nstderr:\n%s", p.name, p.Stderr())
 		}
 	}
 }
@@ -249,11 +333,18 @@ func (p *Process) Server(addr string) *Server {
 // when the test ends, and must then exit 0.
 func StartBinary(t testing.TB, env []string, args ...string) (*Server, *Process) {
 	t.Helper()
+	return StartPath(t, Binary(t), env, args...)
+}
+
+// StartPath is StartBinary for the relay executable at path (one built
+// another way; see Build).
+func StartPath(t testing.TB, path string, env []string, args ...string) (*Server, *Process) {
+	t.Helper()
 	base := []string{"--addr", "127.0.0.1:0"}
 	if r := os.Getenv("RELAYTEST_READER"); r != "" {
 		base = append(base, "--reader", r)
 	}
-	p := Exec(t, env, append(base, args...)...)
+	p := ExecPath(t, path, env, nil, append(base, args...)...)
 	s := p.Server(p.Listening())
 	t.Cleanup(func() { s.Stop(t) })
 	return s, p

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -22,12 +23,9 @@ import (
 // unless a method says otherwise. Its methods must be called from the
 // test's goroutine.
 type RawConn struct {
-	t         testing.TB
-	Conn      net.Conn
-	r         *bufio.Reader
-	ClientID  string
-	SessionID string
-	seq       int64
+	Device
+	Conn net.Conn
+	r    *bufio.Reader
 	// AnswerPings makes the reading methods answer every ping with a pong,
 	// as a browser does; off, pings are read and ignored.
 	AnswerPings bool
@@ -39,21 +37,27 @@ type RawConn struct {
 // query, and returns it without reading or writing anything more.
 func (s *Server) DialRaw(t testing.TB, user, clientID string) *RawConn {
 	t.Helper()
+	return s.DialRawToken(t, Token(t, user), clientID)
+}
+
+// DialRawToken is DialRaw with a token of the caller's, for a server that
+// does not accept Secret (a relay binary started with a secret of its own).
+func (s *Server) DialRawToken(t testing.TB, token, clientID string) *RawConn {
+	t.Helper()
 	dialer := ws.Dialer{Timeout: Timeout}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	conn, br, _, err := dialer.Dial(ctx, s.URL+"?token="+Token(t, user))
+	conn, br, _, err := dialer.Dial(ctx, s.URL+"?token="+url.QueryEscape(token))
 	if err != nil {
-		t.Fatalf("raw dial as %s: %v", user, err)
+		t.Fatalf("raw dial as %s: %v", clientID, err)
 	}
 	if br == nil {
 		br = bufio.NewReader(conn)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return &RawConn{
-		t: t, Conn: conn, r: br, ClientID: clientID,
-		SessionID: fmt.Sprintf("%s-raw-session-%d", clientID, time.Now().UnixNano()),
-	}
+	r := &RawConn{Conn: conn, r: br}
+	r.init(t, clientID, fmt.Sprintf("%s-raw-session-%d", clientID, time.Now().UnixNano()), r.SendText, r.Recv)
+	return r
 }
 
 // DialTCP opens a plain TCP connection to the server, closed when the test ends.
@@ -103,50 +107,6 @@ func (r *RawConn) write(f ws.Frame) {
 func (r *RawConn) SendText(b []byte) {
 	r.t.Helper()
 	r.WriteFrame(ws.NewTextFrame(b))
-}
-
-// Send encodes v as JSON, sends it as one text frame and returns the bytes.
-func (r *RawConn) Send(v any) []byte {
-	r.t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.SendText(b)
-	return b
-}
-
-// Envelope builds a client message of this device.
-func (r *RawConn) Envelope(typ string, payload any) map[string]any {
-	return map[string]any{
-		"type": typ, "clientId": r.ClientID, "sessionId": r.SessionID,
-		"timestamp": time.Now().UnixMilli(), "payload": payload,
-	}
-}
-
-// Event makes one valid event of this device.
-func (r *RawConn) Event(data any) map[string]any {
-	r.seq++
-	return map[string]any{
-		"eventName": "todo.created", "eventNumber": r.seq, "clientId": r.ClientID,
-		"sessionId": r.SessionID, "timestamp": time.Now().UnixMilli(), "data": data,
-	}
-}
-
-// Push sends a push of the given events and returns the bytes sent.
-func (r *RawConn) Push(events ...map[string]any) []byte {
-	r.t.Helper()
-	if events == nil {
-		events = []map[string]any{}
-	}
-	return r.Send(r.Envelope("push", map[string]any{"events": events}))
-}
-
-// Bind sends a pull, which binds the connection, and returns the answer.
-func (r *RawConn) Bind() Msg {
-	r.t.Helper()
-	r.Send(r.Envelope("pull", map[string]any{}))
-	return r.Expect("pull_response")
 }
 
 // rawMaxFrame bounds what the test client reads in one frame.
@@ -221,34 +181,6 @@ func (r *RawConn) message(f ws.Frame) Msg {
 	return m
 }
 
-// Expect receives the next message and fails unless it has type typ.
-func (r *RawConn) Expect(typ string) Msg {
-	r.t.Helper()
-	m := r.Recv()
-	if m.Type != typ {
-		r.t.Fatalf("%s: got %s, want a %s", r.ClientID, m.Raw, typ)
-	}
-	return m
-}
-
-// ExpectError receives the next message and fails unless it is an error with code.
-func (r *RawConn) ExpectError(code string) Msg {
-	r.t.Helper()
-	m := r.Expect("error")
-	if m.Code != code {
-		r.t.Fatalf("%s: got error %s, want code %s", r.ClientID, m.Raw, code)
-	}
-	return m
-}
-
-// ExpectQuiet proves nothing is waiting for this client: a pull sent now
-// must be answered by the very next message.
-func (r *RawConn) ExpectQuiet() {
-	r.t.Helper()
-	r.Send(r.Envelope("pull", map[string]any{}))
-	r.Expect("pull_response")
-}
-
 // ExpectPing reads frames until a ping arrives, failing on a message or a close.
 func (r *RawConn) ExpectPing() {
 	r.t.Helper()
@@ -259,6 +191,9 @@ func (r *RawConn) ExpectPing() {
 	switch {
 	case err != nil:
 		r.t.Fatalf("%s: waiting for a ping: %v", r.ClientID, err)
+	case f.Header.OpCode == ws.OpClose:
+		code, reason := ws.ParseCloseFrameData(f.Payload)
+		r.t.Fatalf("%s: closed with %d %q, want a ping", r.ClientID, code, reason)
 	case f.Header.OpCode != ws.OpPing:
 		r.t.Fatalf("%s: got opcode %d, want a ping", r.ClientID, f.Header.OpCode)
 	case !f.Header.Fin || f.Header.Length > 125:

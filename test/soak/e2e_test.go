@@ -4,30 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livestore-relay/livestore-relay/test/relaytest"
 )
-
-const relayPackage = "github.com/livestore-relay/livestore-relay/cmd/relay"
-
-// buildRelay builds the relay binary into a temporary directory, with
-// build tags if given.
-func buildRelay(t *testing.T, tags string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "relay")
-	args := []string{"build", "-o", path}
-	if tags != "" {
-		args = append(args, "-tags", tags)
-	}
-	out, err := exec.Command("go", append(args, relayPackage)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build %s (tags %q): %v\n%s", relayPackage, tags, err, out)
-	}
-	return path
-}
 
 // TestSoakPasses runs a few hundred connections with pushes and peer_pulls
 // against the real relay binary: every promise must hold.
@@ -36,7 +18,7 @@ func TestSoakPasses(t *testing.T) {
 		t.Skip("end-to-end run")
 	}
 	t.Parallel()
-	relay := buildRelay(t, "")
+	relay := relaytest.Binary(t)
 	cfg := Config{
 		SpawnRelay: relay, Users: 100, Devices: 4, Rate: 400, EventsPerPush: 2, EventBytes: 200,
 		Duration: 3 * time.Second, Drain: 5 * time.Second, PeerPullEvery: time.Second, PeerPullPages: 2,
@@ -81,7 +63,7 @@ func TestSoakCatchesInjectedLoss(t *testing.T) {
 		t.Skip("end-to-end run")
 	}
 	t.Parallel()
-	relay := buildRelay(t, "relay_lossinject")
+	relay := relaytest.Build(t, "./cmd/relay", relaytest.BuildOptions{Flags: []string{"-tags", "relay_lossinject"}})
 	// The relay counts relayed pushes per user, so each user must send more
 	// than 1,000: two users with six devices each at 1,500 pushes/s relay
 	// about 2,250 each in 3 s (125/s per device, under the rate limit), so
@@ -123,7 +105,7 @@ func TestSoakSequencedStore(t *testing.T) {
 		t.Skip("end-to-end run")
 	}
 	t.Parallel()
-	relay := buildRelay(t, "")
+	relay := relaytest.Binary(t)
 	cfg := Config{
 		SpawnRelay: relay, RelayFlags: "--state-dir " + t.TempDir(), Users: 50, Devices: 4, Rate: 400, EventsPerPush: 2,
 		EventBytes: 200, Duration: 3 * time.Second, Drain: 5 * time.Second, PeerPullPages: 2, Store: "todos",
