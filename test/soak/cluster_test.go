@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/livestore-relay/livestore-relay/test/relaytest"
 )
 
 // fakeRelayEnv makes the test binary a stand-in for a relay node: "cluster"
@@ -314,7 +316,7 @@ func TestSoakCluster(t *testing.T) {
 		t.Skip("end-to-end run")
 	}
 	t.Parallel()
-	relay := buildRelay(t, "")
+	relay := relaytest.Binary(t)
 	if ok, err := relayKnowsFlag(relay, clusterFlag); err != nil {
 		t.Fatal(err)
 	} else if !ok {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/livestore-relay/livestore-relay/test/relaytest"
 )
 
 func TestNodeFor(t *testing.T) {
@@ -170,7 +172,7 @@ func TestSoakSpreadsDevicesOverURLs(t *testing.T) {
 	}
 	t.Parallel()
 	const secret = "spread-test-secret"
-	relay, err := startRelay(buildRelay(t, ""), secret, "", nil)
+	relay, err := startRelay(relaytest.Binary(t), secret, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
