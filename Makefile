@@ -56,7 +56,7 @@ lint: ## go vet, staticcheck and gofmt
 fuzz: ## fuzz every parser briefly (FUZZTIME each)
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./protocol/
 	$(GO) test -run='^$$' -fuzz='^FuzzValue$$' -fuzztime=$(FUZZTIME) ./protocol/
-	$(GO) test -run='^$$' -fuzz='^FuzzReadHeader$$' -fuzztime=$(FUZZTIME) ./transport/
+	$(GO) test -run='^$$' -fuzz='^FuzzReadHeader$$' -fuzztime=$(FUZZTIME) ./transport/wsframe/
 	$(GO) test -run='^$$' -fuzz='^FuzzFrameParser$$' -fuzztime=$(FUZZTIME) ./transport/
 	$(GO) test -run='^$$' -fuzz='^FuzzTokenFromQuery$$' -fuzztime=$(FUZZTIME) ./auth/
 	$(GO) test -run='^$$' -fuzz='^FuzzTokenFromCookie$$' -fuzztime=$(FUZZTIME) ./auth/

@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
 // countingSocket stands in for a socket in benchmarks of the routing layer
@@ -45,8 +47,8 @@ func newBenchSystem(b testing.TB) *System {
 }
 
 func frameOf(msg string) []byte {
-	buf := make([]byte, FrameHeaderRoom+len(msg))
-	copy(buf[FrameHeaderRoom:], msg)
+	buf := make([]byte, wsframe.HeaderRoom+len(msg))
+	copy(buf[wsframe.HeaderRoom:], msg)
 	return buf
 }
 

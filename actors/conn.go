@@ -6,10 +6,17 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
-// Socket is the write side of one WebSocket connection. Only the
-// connection's actor calls it, so implementations need no locking.
+// Socket is the write side of one WebSocket connection.
+//
+// WriteFrames, WriteClose and RemoteAddr are called only by the
+// connection's actor, one call at a time, so they need no locking. Close
+// may be called from any goroutine, concurrently with the others and more
+// than once: by the actor, by a room aborting its connections at shutdown,
+// and by the server when the connection cannot be handed to its reader.
 type Socket interface {
 	// WriteFrames writes complete frames in order, in as few system calls as
 	// it can, under the write deadline. It may modify frames.
@@ -18,14 +25,18 @@ type Socket interface {
 	// reads every frame before it, then gives the reader a short grace period
 	// to see the peer's reply.
 	WriteClose(code uint16, reason string) error
-	// Close releases the socket. It unblocks the reader.
+	// Close releases the socket. It unblocks the reader. Safe from any
+	// goroutine.
 	Close() error
 	// RemoteAddr is the peer's address, for logs. Asked for rather than kept,
 	// so that an idle connection holds no copy of it.
 	RemoteAddr() string
 }
 
-// conn is one connection as the room, the reader and the actor see it.
+// conn is one connection as the room, the reader (Session), timers and
+// the connection actor see it: the state they share, and the methods that
+// are safe from any of their goroutines. The actor's own state is in
+// connActor (connactor.go).
 type conn struct {
 	// Static after construction.
 	id      uint64
@@ -57,27 +68,6 @@ type conn struct {
 	msgsOut atomic.Int64 // frames written, for the close log line
 }
 
-// Messages for the connection actor. Queued items are counted against the
-// send-queue bound; control items are not.
-type (
-	// serverFrame is a complete frame made by the room (pull_response,
-	// the server's own peer_pull_response).
-	serverFrame struct {
-		b    []byte
-		kind int
-	}
-	closeNow   struct{}
-	readerDone struct{}
-	ctrlFrame  struct{ b []byte } // a ping or a pong
-	// attach is a connection actor's first message: the actors share one
-	// Props, so the connection is handed over this way.
-	attach struct{ c *conn }
-	// armExpiry asks for a timer at the token's expiry, which is near.
-	armExpiry struct{}
-	// watchRoom asks the actor to watch its room: a peer's close waits on it.
-	watchRoom struct{}
-)
-
 const ackCost = 128 // bytes an ack is counted as before it is encoded
 
 // cost is what a queued message counts against the recipient's byte bound.
@@ -97,7 +87,10 @@ func cost(to *conn, msg any) int64 {
 }
 
 // enqueue puts msg on c's send queue without ever blocking. Over the bound
-// it closes c as a slow consumer and reports false.
+// it closes c as a slow consumer and reports false. It runs on readers (a
+// pong), rooms (fan-out, answers, pings) and the connection's own actor,
+// concurrently: the queue counters are atomic, and the send goes through
+// the actor's mailbox. A message, once enqueued, is read-only.
 func (c *conn) enqueue(sender actor.SenderContext, msg any) bool {
 	if c.reason.Load() != 0 {
 		return false
@@ -143,7 +136,11 @@ func (c *conn) dropQueue() {
 }
 
 // close decides the connection's end. Only the first reason counts; it
-// reports whether this call was the one that decided.
+// reports whether this call was the one that decided. It runs on readers
+// (a protocol violation), rooms (replacement, liveness, a peer's close,
+// draining, failure), timers (token expiry) and the connection's own
+// actor, concurrently: the reason is a compare-and-swap, and the actor
+// acts on it from its mailbox.
 func (c *conn) close(r CloseReason) bool {
 	if !c.reason.CompareAndSwap(0, uint32(r)) {
 		return false
@@ -153,3 +150,12 @@ func (c *conn) close(r CloseReason) bool {
 }
 
 func (c *conn) closeReason() CloseReason { return CloseReason(c.reason.Load()) }
+
+// closeCode is the code the connection is closed with: its reason's, or
+// the peer's own echoed.
+func (c *conn) closeCode() uint16 {
+	if r := c.closeReason(); r != ClosePeer {
+		return r.Code()
+	}
+	return wsframe.EchoCode(uint16(c.peerCode.Load()))
+}

@@ -8,30 +8,43 @@ import (
 	"github.com/livestore-relay/livestore-relay/protocol"
 )
 
-// Outbound message kinds, as metric labels. Relayed kinds share their names
-// with protocol types.
-const (
-	kindPush             = "push"
-	kindPeerPull         = "peer_pull"
-	kindPeerPullResponse = "peer_pull_response"
-	kindAck              = "ack"
-	kindPullResponse     = "pull_response"
-	kindError            = "error"
-	kindControl          = "control"
-	kindCount            = 7
-)
+// outKind is the kind of a frame written to a client: the label of the
+// sent-message metrics.
+type outKind uint8
 
-var outKinds = [kindCount]string{kindPush, kindPeerPull, kindPeerPullResponse, kindAck, kindPullResponse, kindError, kindControl}
-
+// Outbound message kinds. outKindCount ends the list.
 const (
-	outPush = iota
+	outPush outKind = iota
 	outPeerPull
 	outPeerPullResponse
 	outAck
 	outPullResponse
 	outError
 	outControl
+	outKindCount
 )
+
+// String is the kind's metric label. Relayed kinds share their names with
+// protocol types.
+func (k outKind) String() string {
+	switch k {
+	case outPush:
+		return protocol.TypePush.String()
+	case outPeerPull:
+		return protocol.TypePeerPull.String()
+	case outPeerPullResponse:
+		return protocol.TypePeerPullResponse.String()
+	case outAck:
+		return "ack"
+	case outPullResponse:
+		return "pull_response"
+	case outError:
+		return "error"
+	case outControl:
+		return "control"
+	}
+	return ""
+}
 
 // Metrics are the relay's counters and gauges. Children of labelled vectors
 // are resolved once here so the message path only does atomic adds.
@@ -44,11 +57,11 @@ type Metrics struct {
 	RoomMailbox     prometheus.Gauge
 	DirMailbox      prometheus.Gauge
 	SendQueue       prometheus.Gauge
-	in              [protocol.TypePeerPullResponse + 1]prometheus.Counter
-	inBytes         [protocol.TypePeerPullResponse + 1]prometheus.Counter
-	out             [kindCount]prometheus.Counter
-	outBytes        [kindCount]prometheus.Counter
-	errors          [protocol.CodeHeadMismatch + 1]prometheus.Counter
+	in              [protocol.NumTypes]prometheus.Counter
+	inBytes         [protocol.NumTypes]prometheus.Counter
+	out             [outKindCount]prometheus.Counter
+	outBytes        [outKindCount]prometheus.Counter
+	errors          [protocol.NumCodes]prometheus.Counter
 	store           storeMetrics
 	closes          [closeReasonCount]prometheus.Counter
 	closesByCode    *prometheus.CounterVec
@@ -99,7 +112,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Client messages received, by type (unknown for anything unparseable or unsupported)."}, []string{"type"})
 	inBytes := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "received_bytes_total",
 		Help: "Bytes of client message payloads received, by type."}, []string{"type"})
-	for t := protocol.TypeUnknown; t <= protocol.TypePeerPullResponse; t++ {
+	for t := protocol.TypeUnknown; t < protocol.NumTypes; t++ {
 		m.in[t] = in.WithLabelValues(t.String())
 		m.inBytes[t] = inBytes.WithLabelValues(t.String())
 	}
@@ -107,9 +120,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Frames written to clients, by type (control: ping and pong)."}, []string{"type"})
 	outBytes := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "sent_bytes_total",
 		Help: "Bytes of frames written to clients, by type."}, []string{"type"})
-	for i, k := range outKinds {
-		m.out[i] = out.WithLabelValues(k)
-		m.outBytes[i] = outBytes.WithLabelValues(k)
+	for k := range outKindCount {
+		m.out[k] = out.WithLabelValues(k.String())
+		m.outBytes[k] = outBytes.WithLabelValues(k.String())
 	}
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "errors_total",
 		Help: "Error messages sent to clients, by code."}, []string{"code"})

@@ -6,8 +6,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/livestore-relay/livestore-relay/heads"
+	"github.com/livestore-relay/livestore-relay/actors/heads"
 	"github.com/livestore-relay/livestore-relay/protocol"
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
 type (
@@ -28,7 +29,8 @@ type peer struct {
 	stores   []string // the sequenced stores it joined, in join order
 }
 
-// pullRequest is a peer_pull waiting for its targets' responses.
+// pullRequest is a peer_pull waiting for its targets' responses. Owned by
+// the room; its timer's callback only carries it back in an expire message.
 type pullRequest struct {
 	id      string
 	from    *peer
@@ -205,7 +207,7 @@ func (r *room) sweep(ctx actor.Context) {
 			c.close(CloseLiveness)
 			continue
 		case quiet >= interval:
-			c.enqueue(ctx, &ctrlFrame{b: pingFrame})
+			c.enqueue(ctx, &ctrlFrame{b: wsframe.Ping()})
 		}
 		r.checkExpiry(ctx, c, now)
 	}
@@ -257,7 +259,7 @@ func (r *room) push(ctx actor.Context, p *peer, m *inbound) {
 
 func (r *room) pull(ctx actor.Context, p *peer) {
 	peers := otherClients(r.bound, p)
-	_, f := appendServerFrame(make([]byte, 0, 160+len(peers)*32), func(b []byte) []byte {
+	_, f := wsframe.AppendText(make([]byte, 0, 160+len(peers)*32), func(b []byte) []byte {
 		return protocol.AppendPullResponse(b, r.sys.now(), peers)
 	})
 	r.deliver(ctx, p, &serverFrame{b: f, kind: outPullResponse})
@@ -327,7 +329,7 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 			r.answerStorePeerPull(ctx, p, m)
 			return
 		}
-		_, f := appendServerFrame(make([]byte, 0, 160+len(m.requestID)), func(b []byte) []byte {
+		_, f := wsframe.AppendText(make([]byte, 0, 160+len(m.requestID)), func(b []byte) []byte {
 			return protocol.AppendServerPeerPullResponse(b, r.sys.now(), []byte(m.requestID))
 		})
 		r.deliver(ctx, p, &serverFrame{b: f, kind: outPeerPullResponse})
@@ -336,6 +338,10 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 	}
 	req := &pullRequest{id: m.requestID, from: p, targets: accepted}
 	self := r.self
+	// The callback runs on the timer's own goroutine: it must not touch the
+	// room's state (req included), only send the room a message carrying
+	// req. The room then checks whether req is still pending (finish is
+	// idempotent), so a timer that fires as it is stopped does no harm.
 	req.timer = time.AfterFunc(r.sys.cfg.PeerPullTimeout, func() { r.sys.root.Send(self, &expire{req: req}) })
 	p.requests++
 	r.pending[req.id] = append(r.pending[req.id], req)

@@ -6,6 +6,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/livestore-relay/livestore-relay/protocol"
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
 // Errors the session answers without routing a message anywhere. They are
@@ -43,6 +44,11 @@ type identity struct{ clientID, sessionID string }
 // queues the same value to every recipient (they write frame) and to the
 // sender (which writes the ack), so a relayed push costs one allocation
 // besides its buffer.
+//
+// Ownership: the session fills it and sends it to the room; the room may
+// still set store.head before it queues the message to anyone. From the
+// first enqueue on it is shared by every recipient's actor, concurrently,
+// and read-only: nobody writes it, or frame's bytes, again.
 type inbound struct {
 	c      *conn
 	typ    protocol.Type
@@ -89,7 +95,7 @@ func (s *Session) Closing() bool { return s.c.reason.Load() != 0 || s.c.peerClos
 // Touch records that a frame arrived, for the liveness check.
 func (s *Session) Touch(now time.Time) { s.c.lastRead.Store(now.UnixNano()) }
 
-// Text handles one complete text message. buf holds FrameHeaderRoom free
+// Text handles one complete text message. buf holds wsframe.HeaderRoom free
 // bytes and then the unmasked, UTF-8 checked payload; the session keeps buf.
 func (s *Session) Text(buf []byte, now time.Time) {
 	c := s.c
@@ -104,16 +110,16 @@ func (s *Session) Text(buf []byte, now time.Time) {
 	m := &msg
 	if !s.limiter.AllowN(now, 1) {
 		sys.metrics.in[protocol.TypeUnknown].Inc()
-		sys.metrics.inBytes[protocol.TypeUnknown].Add(float64(len(buf) - FrameHeaderRoom))
+		sys.metrics.inBytes[protocol.TypeUnknown].Add(float64(len(buf) - wsframe.HeaderRoom))
 		sys.metrics.droppedRate.Inc()
 		// Decoded only to tell the client which message was dropped.
-		_ = sys.decoder.Decode(buf[FrameHeaderRoom:], m)
+		_ = sys.decoder.Decode(buf[wsframe.HeaderRoom:], m)
 		s.answerTo(errRateLimited, m)
 		return
 	}
-	err := sys.decoder.Decode(buf[FrameHeaderRoom:], m)
+	err := sys.decoder.Decode(buf[wsframe.HeaderRoom:], m)
 	sys.metrics.in[m.Type].Inc()
-	sys.metrics.inBytes[m.Type].Add(float64(len(buf) - FrameHeaderRoom))
+	sys.metrics.inBytes[m.Type].Add(float64(len(buf) - wsframe.HeaderRoom))
 	if err != nil {
 		sys.metrics.droppedInvalid.Inc()
 		if m.Type == protocol.TypePush && m.StoreID != nil {
@@ -142,7 +148,7 @@ func (s *Session) Text(buf []byte, now time.Time) {
 	}
 	switch m.Type {
 	case protocol.TypePush:
-		in.frame = relayFrame(buf)
+		in.frame = wsframe.RelayText(buf)
 		in.events, in.lastTs = m.EventCount, m.LastEventTimestamp
 		if m.StoreID != nil && m.EventCount > 0 {
 			in.store.firstParent = m.FirstParent
@@ -153,13 +159,13 @@ func (s *Session) Text(buf []byte, now time.Time) {
 			in.store.head = headOf(m.Head)
 		}
 	case protocol.TypePeerPull:
-		in.frame = relayFrame(buf)
+		in.frame = wsframe.RelayText(buf)
 		in.requestID = string(m.RequestID)
 		if m.TargetClientID != nil {
 			in.target, in.hasTarget = string(m.TargetClientID), true
 		}
 	case protocol.TypePeerPullResponse:
-		in.frame = relayFrame(buf)
+		in.frame = wsframe.RelayText(buf)
 		in.requestID = string(m.RequestID)
 		in.events, in.lastTs = m.EventCount, m.LastEventTimestamp
 		in.hasMore = m.HasMore
@@ -208,7 +214,7 @@ func (s *Session) Ping(payload []byte, now time.Time) {
 	if s.Closing() || !s.limiter.AllowN(now, 1) {
 		return
 	}
-	s.c.enqueue(s.c.sys.root, &ctrlFrame{b: controlFrame(0xA, payload)})
+	s.c.enqueue(s.c.sys.root, &ctrlFrame{b: wsframe.Pong(payload)})
 }
 
 // Pong takes a pong, which needs no answer; it counts against the message

@@ -6,8 +6,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/livestore-relay/livestore-relay/heads"
+	"github.com/livestore-relay/livestore-relay/actors/heads"
 	"github.com/livestore-relay/livestore-relay/protocol"
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
 // Sequenced stores.
@@ -99,7 +100,7 @@ func (r *room) joinStore(ctx actor.Context, p *peer, m *inbound) {
 	}
 	online, storePeers := otherClients(r.bound, p), otherClients(route.peers, p)
 	head := op.Head
-	_, f := appendServerFrame(make([]byte, 0, 256+len(m.storeID())+len(head.ClientID)+len(head.SessionID)+(len(online)+len(storePeers))*32),
+	_, f := wsframe.AppendText(make([]byte, 0, 256+len(m.storeID())+len(head.ClientID)+len(head.SessionID)+(len(online)+len(storePeers))*32),
 		func(b []byte) []byte {
 			return protocol.AppendStorePullResponse(b, r.sys.now(), online, m.storeID(), head, storePeers)
 		})
@@ -185,7 +186,7 @@ func (r *room) answerStorePeerPull(ctx actor.Context, p *peer, m *inbound) {
 		return
 	}
 	head := op.Head
-	_, f := appendServerFrame(make([]byte, 0, 256+len(m.requestID)+len(m.storeID())+len(head.ClientID)+len(head.SessionID)),
+	_, f := wsframe.AppendText(make([]byte, 0, 256+len(m.requestID)+len(m.storeID())+len(head.ClientID)+len(head.SessionID)),
 		func(b []byte) []byte {
 			return protocol.AppendStorePeerPullResponse(b, r.sys.now(), []byte(m.requestID), m.storeID(), head)
 		})
@@ -198,7 +199,7 @@ func (r *room) answerStorePeerPull(ctx actor.Context, p *peer, m *inbound) {
 func (r *room) sendStoreError(ctx actor.Context, p *peer, m *inbound, e *protocol.Error, head *protocol.Head) {
 	r.sys.metrics.errors[e.Code].Inc()
 	to := protocol.ReplyTo{Type: m.typ, RequestID: m.requestID, StoreID: m.storeID()}
-	_, f := appendServerFrame(make([]byte, 0, 256+len(to.RequestID)+len(to.StoreID)), func(b []byte) []byte {
+	_, f := wsframe.AppendText(make([]byte, 0, 256+len(to.RequestID)+len(to.StoreID)), func(b []byte) []byte {
 		return protocol.AppendErrorReply(b, r.sys.now(), e.Code, e.Message, to, head)
 	})
 	r.deliver(ctx, p, &serverFrame{b: f, kind: outError})

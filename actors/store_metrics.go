@@ -2,16 +2,32 @@ package actors
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Why a sequenced push was rejected, as metric labels.
+// rejectReason is why a sequenced push was rejected.
+type rejectReason uint8
+
+// Reasons of a rejection. rejectCount ends the list.
 const (
-	rejectMismatch = iota
+	rejectMismatch rejectReason = iota
 	rejectNotJoined
 	rejectInvalid
 	rejectInternal
 	rejectCount
 )
 
-var rejectReasons = [rejectCount]string{"head_mismatch", "not_joined", "invalid_message", "internal_error"}
+// String is the reason's metric label.
+func (r rejectReason) String() string {
+	switch r {
+	case rejectMismatch:
+		return "head_mismatch"
+	case rejectNotJoined:
+		return "not_joined"
+	case rejectInvalid:
+		return "invalid_message"
+	case rejectInternal:
+		return "internal_error"
+	}
+	return ""
+}
 
 // storeMetrics count the sequenced stores' traffic.
 type storeMetrics struct {
@@ -26,8 +42,8 @@ func (m *storeMetrics) register(reg prometheus.Registerer, ns string) {
 	pushes := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "store_pushes_total",
 		Help: "Pushes to sequenced stores, by result: accepted, or the reason of the rejection."}, []string{"result"})
 	m.pushAccepted = pushes.WithLabelValues("accepted")
-	for i, r := range rejectReasons {
-		m.pushRejected[i] = pushes.WithLabelValues(r)
+	for r := range rejectCount {
+		m.pushRejected[r] = pushes.WithLabelValues(r.String())
 	}
 	m.adopted = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "store_heads_adopted_total",
 		Help: "Joins whose announced head was ahead of the relay's, which adopted it."})

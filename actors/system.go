@@ -14,6 +14,21 @@
 //     into a new room.
 //   - A connection actor that fails is stopped; its Stopping handler closes
 //     the socket with 1011 and leaves the room.
+//
+// Files, by owner:
+//   - system.go, directory.go: the System and the directory actor.
+//   - room.go, store.go: the room actor (store.go: sequenced stores); the
+//     head keeper is package actors/heads.
+//   - session.go: Session, the reader's side of a connection; it runs on
+//     the connection's reader goroutine.
+//   - conn.go: conn, the state of one connection that the reader, the
+//     room, timers and the connection actor share, with its methods that
+//     are safe from any goroutine (enqueue, close). Kept apart from the
+//     actor because everything in it is shared and everything in the
+//     actor's file is not.
+//   - connactor.go: the connection actor, its messages, private state and
+//     handlers: the only writer of the socket.
+//   - close.go, metrics.go, store_metrics.go: close reasons, metrics.
 package actors
 
 import (
@@ -27,30 +42,49 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/rs/zerolog"
 
-	"github.com/livestore-relay/livestore-relay/heads"
+	"github.com/livestore-relay/livestore-relay/actors/heads"
 	"github.com/livestore-relay/livestore-relay/protocol"
 )
 
+// Defaults of Config: a field left zero (or negative) takes its default.
+// The relay's flags take theirs from here too.
+const (
+	DefaultMaxConnsPerUser     = 64
+	DefaultMaxEventsPerPush    = protocol.DefaultMaxEventsPerPush
+	DefaultMaxPendingPeerPulls = 16
+	DefaultPeerPullTimeout     = 60 * time.Second
+	DefaultSendQueueMessages   = 1024
+	DefaultSendQueueBytes      = 8 << 20
+	DefaultRate                = 200.0 // messages per second per connection
+	DefaultRateBurst           = 400
+	DefaultPingInterval        = 30 * time.Second
+	DefaultRoomThroughput      = 300
+	DefaultConnThroughput      = 300
+	DefaultMailbox             = "ring"
+	DefaultMaxStoresPerUser    = heads.DefaultMaxStoresPerUser
+)
+
 // Config tunes the routing layer. The zero value of each field means the
-// default given in its comment.
+// default named in its comment.
 type Config struct {
-	MaxConnsPerUser     int           // 64
+	MaxConnsPerUser     int           // DefaultMaxConnsPerUser
 	MaxConns            int           // 0: no limit
-	MaxEventsPerPush    int           // 1000
-	MaxPendingPeerPulls int           // 16
-	PeerPullTimeout     time.Duration // 60s
-	SendQueueMessages   int           // 1024
-	SendQueueBytes      int64         // 8 MiB
-	Rate                float64       // 200 messages per second per connection
-	RateBurst           int           // 400
-	PingInterval        time.Duration // 30s
+	MaxEventsPerPush    int           // DefaultMaxEventsPerPush
+	MaxPendingPeerPulls int           // DefaultMaxPendingPeerPulls
+	PeerPullTimeout     time.Duration // DefaultPeerPullTimeout
+	SendQueueMessages   int           // DefaultSendQueueMessages
+	SendQueueBytes      int64         // DefaultSendQueueBytes
+	Rate                float64       // DefaultRate, messages per second per connection
+	RateBurst           int           // DefaultRateBurst
+	PingInterval        time.Duration // DefaultPingInterval
 	// RoomThroughput and ConnThroughput are how many messages an actor
 	// handles before yielding its goroutine (protoactor dispatcher throughput).
-	RoomThroughput int // 300
-	ConnThroughput int // 300
+	RoomThroughput int // DefaultRoomThroughput
+	ConnThroughput int // DefaultConnThroughput
 	// Mailbox is "ring" (protoactor's default unbounded ring buffer) or
-	// "lockfree" (unbounded MPSC linked queue). Bounded mailboxes are not
-	// offered: at the pinned protoactor version they busy-spin when full.
+	// "lockfree" (unbounded MPSC linked queue); "" is DefaultMailbox.
+	// Bounded mailboxes are not offered: at the pinned protoactor version
+	// they busy-spin when full.
 	Mailbox string
 	Logger  zerolog.Logger
 	Metrics *Metrics // required
@@ -67,7 +101,7 @@ type Config struct {
 	// memory for the life of the process only.
 	StateDir string
 	// MaxStoresPerUser bounds the sequenced stores with a head per user.
-	MaxStoresPerUser int // 256
+	MaxStoresPerUser int // DefaultMaxStoresPerUser
 }
 
 func (c *Config) setDefaults() {
@@ -76,28 +110,28 @@ func (c *Config) setDefaults() {
 			*v = d
 		}
 	}
-	def(&c.MaxConnsPerUser, 64)
-	def(&c.MaxEventsPerPush, 1000)
-	def(&c.MaxPendingPeerPulls, 16)
-	def(&c.MaxStoresPerUser, 256)
-	def(&c.SendQueueMessages, 1024)
-	def(&c.RateBurst, 400)
-	def(&c.RoomThroughput, 300)
-	def(&c.ConnThroughput, 300)
+	def(&c.MaxConnsPerUser, DefaultMaxConnsPerUser)
+	def(&c.MaxEventsPerPush, DefaultMaxEventsPerPush)
+	def(&c.MaxPendingPeerPulls, DefaultMaxPendingPeerPulls)
+	def(&c.MaxStoresPerUser, DefaultMaxStoresPerUser)
+	def(&c.SendQueueMessages, DefaultSendQueueMessages)
+	def(&c.RateBurst, DefaultRateBurst)
+	def(&c.RoomThroughput, DefaultRoomThroughput)
+	def(&c.ConnThroughput, DefaultConnThroughput)
 	if c.PeerPullTimeout <= 0 {
-		c.PeerPullTimeout = 60 * time.Second
+		c.PeerPullTimeout = DefaultPeerPullTimeout
 	}
 	if c.SendQueueBytes <= 0 {
-		c.SendQueueBytes = 8 << 20
+		c.SendQueueBytes = DefaultSendQueueBytes
 	}
 	if c.Rate <= 0 {
-		c.Rate = 200
+		c.Rate = DefaultRate
 	}
 	if c.PingInterval <= 0 {
-		c.PingInterval = 30 * time.Second
+		c.PingInterval = DefaultPingInterval
 	}
 	if c.Mailbox == "" {
-		c.Mailbox = "ring"
+		c.Mailbox = DefaultMailbox
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -34,7 +34,8 @@ type Config struct {
 	Issuer string
 	// Audience, when set, must be one of the token's aud values.
 	Audience string
-	// UserClaim names the claim that holds the user id; "" means "sub". The
+	// UserClaim names the claim that holds the user id; "" means
+	// DefaultUserClaim. The
 	// name is taken literally, so namespaced claims such as
 	// "https://example.com/uid" work.
 	UserClaim string
@@ -43,6 +44,9 @@ type Config struct {
 	// Now supplies the current time; nil means time.Now.
 	Now func() time.Time
 }
+
+// DefaultUserClaim is Config.UserClaim when left empty: the JWT subject.
+const DefaultUserClaim = "sub"
 
 // Identity is what a valid token proves.
 type Identity struct {
@@ -103,7 +107,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		parser:    jwt.NewParser(opts...),
 	}
 	if v.userClaim == "" {
-		v.userClaim = "sub"
+		v.userClaim = DefaultUserClaim
 	}
 	// Bound once here rather than per Verify, which would allocate a closure
 	// for every token.

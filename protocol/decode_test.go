@@ -654,6 +654,19 @@ func TestTypeAndCodeStrings(t *testing.T) {
 			t.Errorf("Type(%d).String() = %q, want %q", typ, got, want)
 		}
 	}
+	// A type or code added to a list without a name (or a name without a
+	// place in the list) shows here.
+	for typ := protocol.TypePush; typ < protocol.NumTypes; typ++ {
+		if typ.String() == "unknown" {
+			t.Errorf("Type(%d) has no name", typ)
+		}
+	}
+	if s := protocol.NumTypes.String(); s != "unknown" {
+		t.Errorf("NumTypes is named %q: a type is missing from the list", s)
+	}
+	if s := protocol.NumCodes.String(); s != "unknown" {
+		t.Errorf("NumCodes is named %q: a code is missing from the list", s)
+	}
 	want := []string{"invalid_message", "unsupported_type", "client_mismatch", "unknown_request", "limit_exceeded", "rate_limited", "internal_error", "store_conflict", "head_mismatch"}
 	codes := protocol.AllCodes()
 	if len(codes) != len(want) {

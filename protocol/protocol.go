@@ -21,6 +21,9 @@ const (
 	TypePull
 	TypePeerPull
 	TypePeerPullResponse
+	// NumTypes is one past the last type: the length of an array indexed
+	// by Type.
+	NumTypes
 )
 
 // String returns the wire name of t, or "unknown".
@@ -57,6 +60,9 @@ const (
 	// CodeHeadMismatch answers a sequenced push whose first parent is not
 	// the store's head.
 	CodeHeadMismatch
+	// NumCodes is one past the last code: the length of an array indexed
+	// by Code.
+	NumCodes
 )
 
 // String returns the wire name of c, or "unknown" for a value outside the
@@ -89,17 +95,11 @@ func (c Code) String() string {
 // AllCodes returns every error code, in declaration order. The slice is new
 // on each call and may be modified by the caller.
 func AllCodes() []Code {
-	return []Code{
-		CodeInvalidMessage,
-		CodeUnsupportedType,
-		CodeClientMismatch,
-		CodeUnknownRequest,
-		CodeLimitExceeded,
-		CodeRateLimited,
-		CodeInternalError,
-		CodeStoreConflict,
-		CodeHeadMismatch,
+	codes := make([]Code, 0, NumCodes-1)
+	for c := CodeInvalidMessage; c < NumCodes; c++ {
+		codes = append(codes, c)
 	}
+	return codes
 }
 
 // Error describes why a frame was rejected. Message is a short, fixed text

@@ -8,6 +8,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/livestore-relay/livestore-relay/actors"
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
 // MaxFragments bounds the frames one message may be split into. Fragments
@@ -26,7 +27,7 @@ type session interface {
 	Touch(now time.Time)
 	// Closing reports whether the connection's end is decided.
 	Closing() bool
-	// Text takes a complete text message: FrameHeaderRoom free bytes, then
+	// Text takes a complete text message: wsframe.HeaderRoom free bytes, then
 	// the unmasked, UTF-8 checked payload. It keeps buf.
 	Text(buf []byte, now time.Time)
 	// Binary is told of a complete binary message.
@@ -59,7 +60,7 @@ type frameParser struct {
 	skip    bool   // the close is decided: data payloads are discarded
 
 	// The message being assembled.
-	msg   []byte    // FrameHeaderRoom first, then the payload so far
+	msg   []byte    // wsframe.HeaderRoom first, then the payload so far
 	size  int64     // payload bytes announced so far
 	frags int       // frames so far
 	op    ws.OpCode // its opcode
@@ -110,7 +111,7 @@ func (f *frameParser) header(p []byte) (int, actors.CloseReason) {
 			return used, 0
 		}
 	}
-	size := headerSize(f.hdr[0], f.hdr[1])
+	size := wsframe.HeaderSize(f.hdr[0], f.hdr[1])
 	n := copy(f.hdr[f.hn:size], p[used:])
 	f.hn += n
 	used += n
@@ -118,7 +119,7 @@ func (f *frameParser) header(p []byte) (int, actors.CloseReason) {
 		return used, 0
 	}
 	f.hn = 0
-	h, err := parseHeader(f.hdr[:size])
+	h, err := wsframe.ParseHeader(f.hdr[:size])
 	if err != nil {
 		return used, actors.CloseProtocolError
 	}
@@ -134,11 +135,11 @@ func (f *frameParser) begin(h ws.Header) actors.CloseReason {
 	}
 	f.h, f.pos, f.left, f.inFrame = h, 0, h.Length, true
 	if h.OpCode.IsControl() {
-		if h.Length > 125 || !h.Fin {
+		if h.Length > wsframe.MaxControlPayload || !h.Fin {
 			return actors.CloseProtocolError
 		}
 		if h.Length > 0 && f.ctl == nil {
-			f.ctl = make([]byte, 125)
+			f.ctl = make([]byte, wsframe.MaxControlPayload)
 		}
 		return 0
 	}
@@ -190,7 +191,7 @@ func (f *frameParser) payload(b []byte) {
 func (f *frameParser) grow(n int) {
 	have := len(f.msg)
 	if f.msg == nil {
-		have = actors.FrameHeaderRoom
+		have = wsframe.HeaderRoom
 	}
 	need := have + n
 	if need <= cap(f.msg) {
@@ -221,13 +222,13 @@ func (f *frameParser) complete(now time.Time) actors.CloseReason {
 		return 0
 	}
 	if msg == nil { // an empty message
-		msg = make([]byte, actors.FrameHeaderRoom)
+		msg = make([]byte, wsframe.HeaderRoom)
 	}
 	if f.op == ws.OpBinary {
 		f.sess.Binary()
 		return 0
 	}
-	if !utf8.Valid(msg[actors.FrameHeaderRoom:]) {
+	if !utf8.Valid(msg[wsframe.HeaderRoom:]) {
 		return actors.CloseInvalidUTF8
 	}
 	f.sess.Text(msg, now)
@@ -245,7 +246,7 @@ func (f *frameParser) control(op ws.OpCode, p []byte, now time.Time) actors.Clos
 		switch {
 		case len(p) == 0:
 			f.sess.PeerClose(0)
-		case len(p) == 1 || !validCloseCode(binary.BigEndian.Uint16(p)):
+		case len(p) == 1 || !wsframe.ValidCloseCode(binary.BigEndian.Uint16(p)):
 			return actors.CloseProtocolError
 		case !utf8.Valid(p[2:]):
 			return actors.CloseInvalidUTF8
@@ -257,73 +258,4 @@ func (f *frameParser) control(op ws.OpCode, p []byte, now time.Time) actors.Clos
 		return actors.CloseProtocolError
 	}
 	return 0
-}
-
-// validCloseCode reports whether a peer may send code (RFC 6455 §7.4).
-func validCloseCode(code uint16) bool {
-	switch {
-	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
-		return true
-	case code >= 3000 && code <= 4999:
-		return true
-	}
-	return false
-}
-
-// The bits of a frame header's first two bytes (RFC 6455 §5.2).
-const (
-	bitFin     = 0x80 // first byte
-	bitsRsv    = 0x70
-	bitsOpCode = 0x0f
-	bitMask    = 0x80 // second byte
-	bitsLen    = 0x7f
-	len16      = 126 // bitsLen values announcing an extended length
-	len64      = 127
-)
-
-// headerSize is the length of a frame header given its first two bytes.
-func headerSize(b0, b1 byte) int {
-	size := 2
-	switch b1 & bitsLen {
-	case len16:
-		size += 2
-	case len64:
-		size += 8
-	}
-	if b1&bitMask != 0 {
-		size += 4
-	}
-	return size
-}
-
-// parseHeader decodes a complete frame header. Unlike ws.ReadHeader it
-// does not allocate, and it requires the minimal length encoding (RFC 6455
-// §5.2).
-func parseHeader(b []byte) (h ws.Header, err error) {
-	h.Fin = b[0]&bitFin != 0
-	h.Rsv = (b[0] & bitsRsv) >> 4
-	h.OpCode = ws.OpCode(b[0] & bitsOpCode)
-	h.Masked = b[1]&bitMask != 0
-	switch l := b[1] & bitsLen; l {
-	case len16:
-		h.Length = int64(binary.BigEndian.Uint16(b[2:4]))
-		if h.Length < len16 {
-			return h, ws.ErrHeaderLengthUnexpected
-		}
-	case len64:
-		u := binary.BigEndian.Uint64(b[2:10])
-		if u&(1<<63) != 0 {
-			return h, ws.ErrHeaderLengthMSB
-		}
-		h.Length = int64(u)
-		if h.Length < 1<<16 {
-			return h, ws.ErrHeaderLengthUnexpected
-		}
-	default:
-		h.Length = int64(l)
-	}
-	if h.Masked {
-		copy(h.Mask[:], b[len(b)-4:])
-	}
-	return h, nil
 }

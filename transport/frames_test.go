@@ -8,6 +8,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/livestore-relay/livestore-relay/actors"
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
 // fakeSession records what the parser tells a session.
@@ -108,7 +109,7 @@ func TestParserBufferGrowsWithTheBytesThatArrive(t *testing.T) {
 	p := frameParser{sess: sess, max: 1 << 20}
 	payload := bytes.Repeat([]byte("a"), 1<<20)
 	frame := masked(ws.OpText, true, payload)
-	hdr := headerSize(frame[0], frame[1])
+	hdr := wsframe.HeaderSize(frame[0], frame[1])
 	// The header and a trickle of the payload.
 	if r := p.feed(frame[:hdr+100], time.Now()); r != 0 {
 		t.Fatalf("closes with %v", r)
@@ -124,7 +125,7 @@ func TestParserBufferGrowsWithTheBytesThatArrive(t *testing.T) {
 			t.Fatalf("buffer of %d bytes after %d received", cap(p.msg), received)
 		}
 	}
-	if len(sess.texts) != 1 || !bytes.Equal(sess.texts[0][actors.FrameHeaderRoom:], payload) {
+	if len(sess.texts) != 1 || !bytes.Equal(sess.texts[0][wsframe.HeaderRoom:], payload) {
 		t.Fatalf("message not delivered intact")
 	}
 }
@@ -136,7 +137,7 @@ func TestParserWholeFrameGetsAnExactBuffer(t *testing.T) {
 	if r := p.feed(masked(ws.OpText, true, payload), time.Now()); r != 0 {
 		t.Fatalf("closes with %v", r)
 	}
-	if len(sess.texts) != 1 || cap(sess.texts[0]) != actors.FrameHeaderRoom+len(payload) {
+	if len(sess.texts) != 1 || cap(sess.texts[0]) != wsframe.HeaderRoom+len(payload) {
 		t.Fatalf("got %d messages, buffer of %d bytes", len(sess.texts), cap(sess.texts[0]))
 	}
 }

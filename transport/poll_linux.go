@@ -42,10 +42,17 @@ type poller struct {
 	wg       sync.WaitGroup
 }
 
+// reactor is one epoll loop. Its fields are its goroutine's (loop), except
+// conns, which the handshake goroutines (add) and any goroutine closing a
+// socket (finish) change too.
 type reactor struct {
-	epfd  int
-	file  *os.File        // epfd, as Go's poller knows it
-	ep    syscall.RawConn // waits on file
+	epfd int
+	file *os.File        // epfd, as Go's poller knows it
+	ep   syscall.RawConn // waits on file
+	// mu guards conns: the reactor looks connections up by the id in an
+	// event, add registers them from a handshake goroutine, and finish
+	// removes them from whichever goroutine closed the socket (the
+	// connection actor, a room aborting, a close-grace timer).
 	mu    sync.Mutex
 	conns map[uint64]*pconn
 	buf   []byte
@@ -287,13 +294,16 @@ func (p *poller) close() {
 }
 
 // expire ends a lingering close whose peer neither answered nor closed.
+// It runs on the close-grace timer's goroutine (socket.WriteClose) and
+// touches only what is safe from any goroutine: the descriptor and finish.
 func (pc *pconn) expire() {
 	_ = pc.c.Close()
 	pc.finish()
 }
 
 // finish ends reading once: the session learns the reader has stopped.
-// Closing the descriptor has removed it from epoll.
+// Closing the descriptor has removed it from epoll. Safe from any
+// goroutine: done decides which call does the work.
 func (pc *pconn) finish() {
 	if !pc.done.CompareAndSwap(false, true) {
 		return

@@ -30,16 +30,28 @@ const SyncPath = "/api/v1/livestore/sync"
 // AsyncAPIPath serves the channel's AsyncAPI document.
 const AsyncAPIPath = "/api/v1/livestore/asyncapi.yaml"
 
+// Defaults of Config: a size or duration left zero (or negative) takes its
+// default. The relay's flags take theirs from here too.
+const (
+	DefaultMaxMessageBytes  = 1 << 20
+	DefaultMaxHeaderBytes   = 32 << 10
+	DefaultMaxHandshakes    = 1024
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultCloseGrace       = 2 * time.Second
+	DefaultDrainTimeout     = 10 * time.Second
+)
+
 // Config describes a server. The zero value of each duration or size means
-// the default in its comment.
+// the default named in its comment.
 type Config struct {
-	MaxMessageBytes  int           // 1 MiB
-	MaxHeaderBytes   int           // 32 KiB: the request line and headers of an upgrade
-	MaxHandshakes    int           // 1024: connections not yet through their handshake
-	HandshakeTimeout time.Duration // 10s
-	WriteTimeout     time.Duration // 10s: a socket that takes no bytes for this long is a slow consumer
-	CloseGrace       time.Duration // 2s: how long to wait for the peer's close reply
-	DrainTimeout     time.Duration // 10s
+	MaxMessageBytes  int           // DefaultMaxMessageBytes
+	MaxHeaderBytes   int           // DefaultMaxHeaderBytes: the request line and headers of an upgrade
+	MaxHandshakes    int           // DefaultMaxHandshakes: connections not yet through their handshake
+	HandshakeTimeout time.Duration // DefaultHandshakeTimeout
+	WriteTimeout     time.Duration // DefaultWriteTimeout: a socket that takes no bytes for this long is a slow consumer
+	CloseGrace       time.Duration // DefaultCloseGrace: how long to wait for the peer's close reply
+	DrainTimeout     time.Duration // DefaultDrainTimeout
 	Verifier         *auth.Verifier
 	Origins          auth.OriginPolicy
 	Actors           actors.Config // its Logger and Metrics are filled in by New
@@ -48,32 +60,32 @@ type Config struct {
 	// and process collectors.
 	Registry *prometheus.Registry
 	AsyncAPI []byte // served at AsyncAPIPath
-	// Reader is ReaderEpoll (the default on Linux) or ReaderGoroutine (the
-	// default elsewhere).
+	// Reader is ReaderEpoll or ReaderGoroutine; "" is DefaultReader (epoll
+	// on Linux, goroutine elsewhere).
 	Reader string
 }
 
 func (c *Config) setDefaults() {
 	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 1 << 20
+		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if c.MaxHeaderBytes <= 0 {
-		c.MaxHeaderBytes = 32 << 10
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if c.MaxHandshakes <= 0 {
-		c.MaxHandshakes = 1024
+		c.MaxHandshakes = DefaultMaxHandshakes
 	}
 	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = 10 * time.Second
+		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
+		c.WriteTimeout = DefaultWriteTimeout
 	}
 	if c.CloseGrace <= 0 {
-		c.CloseGrace = 2 * time.Second
+		c.CloseGrace = DefaultCloseGrace
 	}
 	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = 10 * time.Second
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.Reader == "" {
 		c.Reader = DefaultReader

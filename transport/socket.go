@@ -5,11 +5,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
 // socket is the write side of an upgraded connection, as the connection
-// actor uses it. Only that actor writes; Close may come from anywhere.
+// actor uses it (actors.Socket says who calls what). Only that actor
+// writes; Close may come from any goroutine.
 type socket struct {
 	c            net.Conn
 	writeTimeout time.Duration
@@ -38,12 +39,11 @@ func (s *socket) WriteFrames(frames [][]byte) error {
 }
 
 func (s *socket) WriteClose(code uint16, reason string) error {
-	f := ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusCode(code), reason))
 	now := time.Now()
 	if err := s.c.SetWriteDeadline(now.Add(min(s.writeTimeout, time.Second+s.closeGrace))); err != nil {
 		return err
 	}
-	if err := ws.WriteFrame(s.c, f); err != nil {
+	if _, err := s.c.Write(wsframe.Close(code, reason)); err != nil {
 		return err
 	}
 	// Half-close so the peer reads the close frame and then the end of the
@@ -52,6 +52,8 @@ func (s *socket) WriteClose(code uint16, reason string) error {
 		_ = tc.CloseWrite()
 	}
 	if pc := s.reader.Load(); pc != nil {
+		// The epoll reader has no read deadline to end a lingering close:
+		// the timer's goroutine does, through what is safe from anywhere.
 		time.AfterFunc(s.closeGrace, pc.expire)
 	}
 	return s.c.SetReadDeadline(now.Add(s.closeGrace))

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/livestore-relay/livestore-relay/actors"
+	"github.com/livestore-relay/livestore-relay/auth"
 	"github.com/livestore-relay/livestore-relay/transport"
 )
 
@@ -54,44 +56,55 @@ type options struct {
 	maxStoresPerUser  int
 }
 
+// Defaults of the settings that belong to the command itself; the others
+// come from the package that owns the setting (actors, transport, auth).
+const (
+	defaultAddr      = ":8080"
+	devAddr          = "127.0.0.1:8080"
+	defaultJWTLeeway = 30 * time.Second // the auth package's zero is no leeway
+	defaultLogLevel  = "info"
+	defaultLogFormat = "json"
+	devLogFormat     = "console"
+)
+
 func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&o.addr, "addr", ":8080", "listen address (with --dev: 127.0.0.1:8080)")
+	fs.StringVar(&o.addr, "addr", defaultAddr, "listen address (with --dev: "+devAddr+")")
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "shared secret for HS256/HS384/HS512 tokens")
 	fs.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "file holding the shared secret (a trailing newline is trimmed)")
 	fs.StringVar(&o.jwtPublicKeyFile, "jwt-public-key-file", "", "PEM file with public keys: RSA (RS*/PS*), ECDSA (ES*), Ed25519 (EdDSA)")
 	fs.StringVar(&o.jwksFile, "jwks-file", "", "JWKS file; keys are chosen by kid (re-read on SIGHUP)")
 	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "required iss claim (unset: not checked)")
 	fs.StringVar(&o.jwtAudience, "jwt-audience", "", "required aud claim (unset: not checked)")
-	fs.StringVar(&o.jwtUserClaim, "jwt-user-claim", "sub", "claim holding the user id")
-	fs.DurationVar(&o.jwtLeeway, "jwt-leeway", 30*time.Second, "clock skew allowed on exp, nbf and iat")
+	fs.StringVar(&o.jwtUserClaim, "jwt-user-claim", auth.DefaultUserClaim, "claim holding the user id")
+	fs.DurationVar(&o.jwtLeeway, "jwt-leeway", defaultJWTLeeway, "clock skew allowed on exp, nbf and iat")
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated origins allowed to connect from a browser; * allows any (default: same host only)")
 	fs.BoolVar(&o.dev, "dev", false, "development mode: random secret, console logs, any origin, prints tokens to try it")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
-	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or console (with --dev: console)")
-	fs.IntVar(&o.maxMessageBytes, "max-message-bytes", 1<<20, "largest message accepted; larger ones close the connection with 1009")
-	fs.IntVar(&o.maxEventsPerPush, "max-events-per-push", 1000, "most events in one push or peer_pull_response")
-	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", 64, "most connections one user may hold")
+	fs.StringVar(&o.logLevel, "log-level", defaultLogLevel, "log level: trace, debug, info, warn, error")
+	fs.StringVar(&o.logFormat, "log-format", defaultLogFormat, "log format: json or console (with --dev: "+devLogFormat+")")
+	fs.IntVar(&o.maxMessageBytes, "max-message-bytes", transport.DefaultMaxMessageBytes, "largest message accepted; larger ones close the connection with 1009")
+	fs.IntVar(&o.maxEventsPerPush, "max-events-per-push", actors.DefaultMaxEventsPerPush, "most events in one push or peer_pull_response")
+	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", actors.DefaultMaxConnsPerUser, "most connections one user may hold")
 	fs.IntVar(&o.maxConns, "max-conns", 0, "most connections in all (0: no limit beyond the process's file limit)")
-	fs.IntVar(&o.maxHandshakes, "max-handshakes", 1024, "most connections still in their handshake; past it the oldest is closed")
-	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", 32<<10, "largest upgrade request head (request line and headers); larger ones get 431")
-	fs.IntVar(&o.maxPendingPulls, "max-pending-peer-pulls", 16, "most peer_pull requests pending on one connection")
-	fs.DurationVar(&o.peerPullTimeout, "peer-pull-timeout", 60*time.Second, "how long a peer_pull waits for responses")
-	fs.IntVar(&o.sendQueueMessages, "send-queue-messages", 1024, "messages queued for one connection before it is closed with 4003")
-	fs.Int64Var(&o.sendQueueBytes, "send-queue-bytes", 8<<20, "bytes queued for one connection before it is closed with 4003")
-	fs.Float64Var(&o.rate, "rate", 200, "messages per second one connection may send")
-	fs.IntVar(&o.rateBurst, "rate-burst", 400, "burst above --rate")
-	fs.DurationVar(&o.pingInterval, "ping-interval", 30*time.Second, "server ping interval; a connection silent for two intervals is closed")
-	fs.DurationVar(&o.handshakeTimeout, "handshake-timeout", 10*time.Second, "time allowed for the HTTP upgrade")
-	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for connections to close")
-	fs.DurationVar(&o.writeTimeout, "write-timeout", 10*time.Second, "a socket that accepts no bytes for this long is closed as a slow consumer")
-	fs.IntVar(&o.roomThroughput, "room-throughput", 300, "messages a room actor handles before yielding its goroutine")
-	fs.IntVar(&o.connThroughput, "conn-throughput", 300, "messages a connection actor handles before yielding its goroutine")
-	fs.StringVar(&o.mailbox, "mailbox", "ring", "actor mailbox: ring (unbounded ring buffer) or lockfree (unbounded linked queue)")
+	fs.IntVar(&o.maxHandshakes, "max-handshakes", transport.DefaultMaxHandshakes, "most connections still in their handshake; past it the oldest is closed")
+	fs.IntVar(&o.maxHeaderBytes, "max-header-bytes", transport.DefaultMaxHeaderBytes, "largest upgrade request head (request line and headers); larger ones get 431")
+	fs.IntVar(&o.maxPendingPulls, "max-pending-peer-pulls", actors.DefaultMaxPendingPeerPulls, "most peer_pull requests pending on one connection")
+	fs.DurationVar(&o.peerPullTimeout, "peer-pull-timeout", actors.DefaultPeerPullTimeout, "how long a peer_pull waits for responses")
+	fs.IntVar(&o.sendQueueMessages, "send-queue-messages", actors.DefaultSendQueueMessages, "messages queued for one connection before it is closed with 4003")
+	fs.Int64Var(&o.sendQueueBytes, "send-queue-bytes", actors.DefaultSendQueueBytes, "bytes queued for one connection before it is closed with 4003")
+	fs.Float64Var(&o.rate, "rate", actors.DefaultRate, "messages per second one connection may send")
+	fs.IntVar(&o.rateBurst, "rate-burst", actors.DefaultRateBurst, "burst above --rate")
+	fs.DurationVar(&o.pingInterval, "ping-interval", actors.DefaultPingInterval, "server ping interval; a connection silent for two intervals is closed")
+	fs.DurationVar(&o.handshakeTimeout, "handshake-timeout", transport.DefaultHandshakeTimeout, "time allowed for the HTTP upgrade")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", transport.DefaultDrainTimeout, "on SIGTERM, how long to wait for connections to close")
+	fs.DurationVar(&o.writeTimeout, "write-timeout", transport.DefaultWriteTimeout, "a socket that accepts no bytes for this long is closed as a slow consumer")
+	fs.IntVar(&o.roomThroughput, "room-throughput", actors.DefaultRoomThroughput, "messages a room actor handles before yielding its goroutine")
+	fs.IntVar(&o.connThroughput, "conn-throughput", actors.DefaultConnThroughput, "messages a connection actor handles before yielding its goroutine")
+	fs.StringVar(&o.mailbox, "mailbox", actors.DefaultMailbox, "actor mailbox: ring (unbounded ring buffer) or lockfree (unbounded linked queue)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (default: off; never expose it publicly)")
 	fs.StringVar(&o.stateDir, "state-dir", "", "directory for the state file that keeps store heads across restarts (default: memory only)")
-	fs.IntVar(&o.maxStoresPerUser, "max-stores-per-user", 256, "most sequenced stores with a head per user")
+	fs.IntVar(&o.maxStoresPerUser, "max-stores-per-user", actors.DefaultMaxStoresPerUser, "most sequenced stores with a head per user")
 	fs.StringVar(&o.reader, "reader", transport.DefaultReader, "socket reader: epoll (Linux: no goroutine per idle connection) or goroutine (one per connection)")
 	return fs
 }
@@ -134,10 +147,10 @@ func parse(o *options, args []string, getenv func(string) string, out io.Writer)
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		if !set["addr"] && getenv(envName("addr")) == "" {
-			o.addr = "127.0.0.1:8080"
+			o.addr = devAddr
 		}
 		if !set["log-format"] && getenv(envName("log-format")) == "" {
-			o.logFormat = "console"
+			o.logFormat = devLogFormat
 		}
 	}
 	return o.validate()

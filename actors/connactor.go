@@ -8,6 +8,30 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/livestore-relay/livestore-relay/protocol"
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
+)
+
+// Messages for the connection actor. Queued items (*inbound,
+// *protocol.Error, *serverFrame, *ctrlFrame) come through conn.enqueue and
+// are counted against the send-queue bound; the others are control
+// messages, sent directly and not counted.
+type (
+	// serverFrame is a complete frame made by the room (pull_response,
+	// the server's own peer_pull_response).
+	serverFrame struct {
+		b    []byte
+		kind outKind
+	}
+	closeNow   struct{}
+	readerDone struct{}
+	ctrlFrame  struct{ b []byte } // a ping or a pong
+	// attach is a connection actor's first message: the actors share one
+	// Props, so the connection is handed over this way.
+	attach struct{ c *conn }
+	// armExpiry asks for a timer at the token's expiry, which is near.
+	armExpiry struct{}
+	// watchRoom asks the actor to watch its room: a peer's close waits on it.
+	watchRoom struct{}
 )
 
 const (
@@ -28,7 +52,9 @@ type batch struct {
 
 // connActor owns one socket's write side. Frames arrive through its mailbox,
 // which is the connection's send queue; frames already waiting there are
-// written together in one system call.
+// written together in one system call. Its fields are its own: only
+// Receive, on the actor's goroutine, touches them. What other goroutines
+// share with it is in conn.
 type connActor struct {
 	c         *conn // set by the first message, attach
 	sys       *System
@@ -75,6 +101,9 @@ func (a *connActor) Receive(ctx actor.Context) {
 	case armExpiry:
 		if a.expiry == nil && a.c.reason.Load() == 0 {
 			c := a.c
+			// The callback runs on the timer's own goroutine, possibly
+			// after the actor has stopped: it touches only c.close, which
+			// is safe from anywhere (and a no-op once the end is decided).
 			a.expiry = time.AfterFunc(max(c.expires.Sub(a.sys.cfg.Now()), 0), func() { c.close(CloseTokenExpired) })
 		}
 	case attach:
@@ -106,13 +135,13 @@ func (a *connActor) queue(msg any) {
 		b = a.b
 	}
 	var f []byte
-	var kind int
+	var kind outKind
 	switch m := msg.(type) {
 	case *inbound:
 		if m.c == c {
 			kind = outAck
 			now := a.sys.now()
-			b.scratch, f = appendServerFrame(b.scratch, func(d []byte) []byte {
+			b.scratch, f = wsframe.AppendText(b.scratch, func(d []byte) []byte {
 				if m.storeID() != "" {
 					return protocol.AppendStoreAck(d, now, m.events, m.lastTs, m.storeID(), m.store.head)
 				}
@@ -124,7 +153,7 @@ func (a *connActor) queue(msg any) {
 	case *protocol.Error:
 		kind = outError
 		now := a.sys.now()
-		b.scratch, f = appendServerFrame(b.scratch, func(d []byte) []byte {
+		b.scratch, f = wsframe.AppendText(b.scratch, func(d []byte) []byte {
 			return protocol.AppendError(d, now, m.Code, m.Message)
 		})
 	case *serverFrame:
@@ -213,26 +242,7 @@ func (a *connActor) writeClose(ctx actor.Context) {
 	}
 }
 
-// closeCode is the code the connection is closed with: its reason's, or
-// the peer's own echoed.
-func (c *conn) closeCode() uint16 {
-	if r := c.closeReason(); r != ClosePeer {
-		return r.Code()
-	}
-	return echoCode(uint16(c.peerCode.Load()))
-}
-
-// echoCode is the code a server answers a client's close with.
-func echoCode(peer uint16) uint16 {
-	if peer == 0 || peer == 1005 {
-		return 1000
-	}
-	return peer
-}
-
-var pingFrame = []byte{0x89, 0x00}
-
-func relayKind(t protocol.Type) int {
+func relayKind(t protocol.Type) outKind {
 	switch t {
 	case protocol.TypePeerPull:
 		return outPeerPull
@@ -270,7 +280,7 @@ func (a *connActor) stop(ctx actor.Context) {
 	if id := c.ident.Load(); id != nil {
 		ev = ev.Str("clientId", id.clientID).Str("sessionId", id.sessionID)
 	}
-	ev.Dur("duration", a.sys.cfg.Now().Sub(c.opened)).Uint16("code", code).Str("reason", r.String()).
+	ev.Int64("duration_ms", a.sys.cfg.Now().Sub(c.opened).Milliseconds()).Uint16("code", code).Str("reason", r.String()).
 		Int64("messages_in", c.msgsIn.Load()).Int64("messages_out", c.msgsOut.Load()).Msg("connection closed")
 	a.sys.conns.Done()
 }

@@ -79,11 +79,15 @@ type Op struct {
 	done chan struct{}
 }
 
+// DefaultMaxStoresPerUser is Config.MaxStoresPerUser when left zero.
+const DefaultMaxStoresPerUser = 256
+
 // Config tunes a Keeper.
 type Config struct {
 	// Dir holds the state file; empty keeps heads in memory only.
 	Dir string
-	// MaxStoresPerUser bounds the stores with a head per user; 0 is 256.
+	// MaxStoresPerUser bounds the stores with a head per user; 0 is
+	// DefaultMaxStoresPerUser.
 	MaxStoresPerUser int
 	// ObserveWrite, when set, is told how long each commit took.
 	ObserveWrite func(time.Duration)
@@ -110,7 +114,7 @@ type Keeper struct {
 // Open starts a keeper, reading back the heads kept in cfg.Dir if set.
 func Open(cfg Config) (*Keeper, error) {
 	if cfg.MaxStoresPerUser <= 0 {
-		cfg.MaxStoresPerUser = 256
+		cfg.MaxStoresPerUser = DefaultMaxStoresPerUser
 	}
 	k := &Keeper{
 		cfg:   cfg,
