@@ -18,6 +18,7 @@ type admit struct {
 
 type admitReply struct {
 	room *actor.PID
+	disp *roomDispatcher // nil unless rooms run inline
 	err  error
 }
 
@@ -54,18 +55,25 @@ func (d *directory) admit(ctx actor.Context, user string) admitReply {
 		return admitReply{err: ErrUserLimit}
 	}
 	if e == nil {
-		props := actor.PropsFromProducer(func() actor.Actor { return newRoom(d.sys, user) }, d.sys.roomOpts...)
-		e = &roomEntry{pid: ctx.Spawn(props)}
+		opts := d.sys.roomOpts
+		var disp *roomDispatcher
+		if d.sys.cfg.RoomDispatcher == DispatchInline {
+			disp = &roomDispatcher{throughput: d.sys.cfg.RoomThroughput}
+			opts = append(opts[:len(opts):len(opts)], actor.WithDispatcher(disp))
+		}
+		props := actor.PropsFromProducer(func() actor.Actor { return newRoom(d.sys, user) }, opts...)
+		e = &roomEntry{pid: ctx.Spawn(props), disp: disp}
 		st.rooms[user] = e
 		d.sys.metrics.Rooms.Inc()
 	}
 	e.conns++
 	st.total++
-	return admitReply{room: e.pid}
+	return admitReply{room: e.pid, disp: e.disp}
 }
 
 type roomEntry struct {
 	pid   *actor.PID
+	disp  *roomDispatcher
 	conns int
 }
 

@@ -135,13 +135,9 @@ func eventID(ev *unix.EpollEvent) uint64 {
 // add hands an upgraded connection to the poller. pending holds bytes read
 // during the handshake. After add, the poller owns reading the socket.
 func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMessage int) error {
-	sc, ok := sock.c.(syscall.Conn)
-	if !ok {
+	rc := sock.rc // shared with the writes
+	if rc == nil {
 		return errors.New("connection has no file descriptor")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("raw connection: %w", err)
 	}
 	id := p.next.Add(1)
 	r := p.reactors[id%uint64(len(p.reactors))]
@@ -161,7 +157,7 @@ func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMess
 	// Control runs under the runtime's reference on the descriptor, so one
 	// closed meanwhile (and perhaps reused) is never touched.
 	var ctlErr error
-	err = rc.Control(func(fd uintptr) {
+	err := rc.Control(func(fd uintptr) {
 		ev := unix.EpollEvent{Events: pollEvents}
 		setID(&ev, id)
 		ctlErr = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)

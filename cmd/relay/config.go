@@ -50,6 +50,8 @@ type options struct {
 	roomThroughput    int
 	connThroughput    int
 	mailbox           string
+	roomDispatcher    string
+	connDispatcher    string
 	reader            string
 	pprofAddr         string
 	stateDir          string
@@ -101,7 +103,9 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.writeTimeout, "write-timeout", transport.DefaultWriteTimeout, "a socket that accepts no bytes for this long is closed as a slow consumer")
 	fs.IntVar(&o.roomThroughput, "room-throughput", actors.DefaultRoomThroughput, "messages a room actor handles before yielding its goroutine")
 	fs.IntVar(&o.connThroughput, "conn-throughput", actors.DefaultConnThroughput, "messages a connection actor handles before yielding its goroutine")
-	fs.StringVar(&o.mailbox, "mailbox", actors.DefaultMailbox, "actor mailbox: ring (unbounded ring buffer) or lockfree (unbounded linked queue)")
+	fs.StringVar(&o.mailbox, "mailbox", actors.DefaultMailbox, "actor mailbox: compact (nothing held while empty; no allocation for a message that finds it empty), ring (protoactor unbounded ring buffer) or lockfree (protoactor unbounded linked queue)")
+	fs.StringVar(&o.roomDispatcher, "room-dispatcher", actors.DefaultRoomDispatcher, "where a room actor runs: goroutine (one started per mailbox run) or inline (on the reader that hands it a message)")
+	fs.StringVar(&o.connDispatcher, "conn-dispatcher", actors.DefaultConnDispatcher, "where a connection actor runs: inline (on the goroutine that hands it a frame, usually its room's) or goroutine (one started per mailbox run)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (default: off; never expose it publicly)")
 	fs.StringVar(&o.stateDir, "state-dir", "", "directory for the state file that keeps store heads across restarts (default: memory only)")
 	fs.IntVar(&o.maxStoresPerUser, "max-stores-per-user", actors.DefaultMaxStoresPerUser, "most sequenced stores with a head per user")
@@ -160,8 +164,12 @@ func (o *options) validate() error {
 	switch {
 	case o.logFormat != "json" && o.logFormat != "console":
 		return fmt.Errorf("--log-format must be json or console, not %q", o.logFormat)
-	case o.mailbox != "ring" && o.mailbox != "lockfree":
-		return fmt.Errorf("--mailbox must be ring or lockfree, not %q", o.mailbox)
+	case o.mailbox != actors.MailboxCompact && o.mailbox != actors.MailboxRing && o.mailbox != actors.MailboxLockfree:
+		return fmt.Errorf("--mailbox must be compact, ring or lockfree, not %q", o.mailbox)
+	case !validDispatcher(o.roomDispatcher):
+		return fmt.Errorf("--room-dispatcher must be inline or goroutine, not %q", o.roomDispatcher)
+	case !validDispatcher(o.connDispatcher):
+		return fmt.Errorf("--conn-dispatcher must be inline or goroutine, not %q", o.connDispatcher)
 	case o.reader != transport.ReaderEpoll && o.reader != transport.ReaderGoroutine:
 		return fmt.Errorf("--reader must be epoll or goroutine, not %q", o.reader)
 	case o.jwtSecret != "" && o.jwtSecretFile != "":
@@ -211,6 +219,10 @@ func (o *options) validate() error {
 		}
 	}
 	return nil
+}
+
+func validDispatcher(d string) bool {
+	return d == actors.DispatchInline || d == actors.DispatchGoroutine
 }
 
 func usage(fs *flag.FlagSet, out io.Writer) {

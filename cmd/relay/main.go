@@ -128,6 +128,8 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 			RoomThroughput:      o.roomThroughput,
 			ConnThroughput:      o.connThroughput,
 			Mailbox:             o.mailbox,
+			RoomDispatcher:      o.roomDispatcher,
+			ConnDispatcher:      o.connDispatcher,
 			StateDir:            o.stateDir,
 			MaxStoresPerUser:    o.maxStoresPerUser,
 		},
