@@ -3,7 +3,6 @@ package actors
 import (
 	"math"
 	"sync/atomic"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -56,8 +55,8 @@ type conn struct {
 	pid      *actor.PID // set before the actor can receive anything addressed by others
 	sock     Socket
 	sys      *System
-	expires  time.Time
-	opened   time.Time
+	expires  int64 // unix nanoseconds of the token's expiry; 0: none
+	opened   int64 // unix nanoseconds
 
 	// Send-queue accounting: enqueuers add, the actor subtracts as it hands
 	// a batch to the socket.

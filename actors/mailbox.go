@@ -21,7 +21,7 @@ import (
 type compactMailbox struct {
 	mu        sync.Mutex
 	user      fifo
-	system    fifo
+	system    *fifo        // made by the first system message: most actors get few
 	status    atomic.Int32 // mailboxIdle or mailboxRunning
 	userN     atomic.Int32 // user messages queued
 	sysN      atomic.Int32 // system messages queued
@@ -93,6 +93,9 @@ func (m *compactMailbox) PostSystemMessage(msg any) {
 		m.gauge.MessagePosted(msg)
 	}
 	m.mu.Lock()
+	if m.system == nil {
+		m.system = &fifo{}
+	}
 	m.system.push(msg)
 	m.mu.Unlock()
 	m.sysN.Add(1)
@@ -151,9 +154,11 @@ func (m *compactMailbox) run() {
 		}
 		n++
 		var ok bool
-		m.mu.Lock()
-		msg, ok = m.system.pop()
-		m.mu.Unlock()
+		if m.sysN.Load() > 0 {
+			m.mu.Lock()
+			msg, ok = m.system.pop()
+			m.mu.Unlock()
+		}
 		if ok {
 			m.sysN.Add(-1)
 			if m.gauge != nil {

@@ -57,12 +57,11 @@ type room struct {
 
 func newRoom(sys *System, user string) *room {
 	return &room{
-		sys:        sys,
-		user:       user,
-		peers:      make(map[*conn]*peer),
-		byIdentity: make(map[identity]*peer),
-		pending:    make(map[string][]*pullRequest),
-		stores:     make(map[string]*storeRoute),
+		sys:   sys,
+		user:  user,
+		peers: make(map[*conn]*peer),
+		// byIdentity, pending and stores are made on their first entry:
+		// most rooms never have a pending peer_pull or a sequenced store.
 	}
 }
 
@@ -153,6 +152,9 @@ func (r *room) bind(p *peer, id identity) {
 		r.unbind(old)
 	}
 	p.id, p.bound = id, true
+	if r.byIdentity == nil {
+		r.byIdentity = make(map[identity]*peer)
+	}
 	r.byIdentity[id] = p
 	r.bound = append(r.bound, p)
 }
@@ -214,7 +216,7 @@ func (r *room) sweep(ctx actor.Context) {
 }
 
 func (r *room) checkExpiry(ctx actor.Context, c *conn, now time.Time) {
-	if !c.expires.IsZero() && c.expires.Sub(now) <= r.sys.sweepEvery() {
+	if c.expires != 0 && time.Duration(c.expires-now.UnixNano()) <= r.sys.sweepEvery() {
 		ctx.Send(c.pid, armExpiry{})
 	}
 }
@@ -344,6 +346,9 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 	// idempotent), so a timer that fires as it is stopped does no harm.
 	req.timer = time.AfterFunc(r.sys.cfg.PeerPullTimeout, func() { r.sys.root.Send(self, &expire{req: req}) })
 	p.requests++
+	if r.pending == nil {
+		r.pending = make(map[string][]*pullRequest)
+	}
 	r.pending[req.id] = append(r.pending[req.id], req)
 }
 

@@ -5,7 +5,6 @@ package transport
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -79,8 +78,7 @@ type pconn struct {
 	queued   bool // in the reactor's list for this round or the next
 	id       uint64
 	r        *reactor
-	c        net.Conn
-	rc       syscall.RawConn
+	sock     *socket // its descriptor (sock.rc), shared with the writes
 	sess     *actors.Session
 	parser   frameParser
 }
@@ -141,7 +139,7 @@ func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMess
 	}
 	id := p.next.Add(1)
 	r := p.reactors[id%uint64(len(p.reactors))]
-	pc := &pconn{id: id, r: r, c: sock.c, rc: rc, sess: sess, parser: frameParser{sess: sess, max: maxMessage}}
+	pc := &pconn{id: id, r: r, sock: sock, sess: sess, parser: frameParser{sess: sess, max: maxMessage}}
 	if len(pending) > 0 {
 		if reason := pc.parser.feed(pending, time.Now()); reason != 0 {
 			pc.draining = true
@@ -250,7 +248,7 @@ func (r *reactor) serve(pc *pconn, now time.Time) bool {
 	if pc.done.Load() {
 		return false
 	}
-	err := pc.rc.Read(r.readFn)
+	err := pc.sock.rc.Read(r.readFn)
 	n, rerr := r.n, r.err
 	if err != nil {
 		pc.finish() // closed, or past the deadline the writer set while closing
@@ -293,7 +291,7 @@ func (p *poller) close() {
 // It runs on the close-grace timer's goroutine (socket.WriteClose) and
 // touches only what is safe from any goroutine: the descriptor and finish.
 func (pc *pconn) expire() {
-	_ = pc.c.Close()
+	_ = pc.sock.c.Close()
 	pc.finish()
 }
 

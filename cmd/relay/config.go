@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,6 +54,8 @@ type options struct {
 	mailbox           string
 	roomDispatcher    string
 	connDispatcher    string
+	gcPercent         gcPercent
+	memoryLimit       byteSize
 	reader            string
 	pprofAddr         string
 	stateDir          string
@@ -106,6 +110,9 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.mailbox, "mailbox", actors.DefaultMailbox, "actor mailbox: compact (nothing held while empty; no allocation for a message that finds it empty), ring (protoactor unbounded ring buffer) or lockfree (protoactor unbounded linked queue)")
 	fs.StringVar(&o.roomDispatcher, "room-dispatcher", actors.DefaultRoomDispatcher, "where a room actor runs: goroutine (one started per mailbox run) or inline (on the reader that hands it a message)")
 	fs.StringVar(&o.connDispatcher, "conn-dispatcher", actors.DefaultConnDispatcher, "where a connection actor runs: inline (on the goroutine that hands it a frame, usually its room's) or goroutine (one started per mailbox run)")
+	o.gcPercent = gcPercent{v: defaultGCPercent}
+	fs.Var(&o.gcPercent, "gc-percent", "garbage collector target: heap growth in percent over the live heap before a collection; lower holds idle connections in less memory for more CPU; when not given, GOGC applies")
+	fs.Var(&o.memoryLimit, "memory-limit", "soft limit of the Go runtime's memory, e.g. 512MiB (KiB, MiB, GiB; 0: none): near it the collector runs more often and returns memory sooner; when not given, GOMEMLIMIT applies")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (default: off; never expose it publicly)")
 	fs.StringVar(&o.stateDir, "state-dir", "", "directory for the state file that keeps store heads across restarts (default: memory only)")
 	fs.IntVar(&o.maxStoresPerUser, "max-stores-per-user", actors.DefaultMaxStoresPerUser, "most sequenced stores with a head per user")
@@ -218,6 +225,51 @@ func (o *options) validate() error {
 			return fmt.Errorf("--%s must be a positive duration, not %s", d.flag, d.v)
 		}
 	}
+	return nil
+}
+
+// defaultGCPercent is Go's own default, kept unless the flag is given.
+const defaultGCPercent = 100
+
+// gcPercent is --gc-percent: applied only when given, so that GOGC in the
+// environment keeps working otherwise.
+type gcPercent struct {
+	v   int
+	set bool
+}
+
+func (g *gcPercent) String() string { return strconv.Itoa(g.v) }
+
+func (g *gcPercent) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 {
+		return errors.New("must be a whole number of at least 1")
+	}
+	g.v, g.set = v, true
+	return nil
+}
+
+// byteSize is a count of bytes with an optional binary unit.
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	num, mult := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mult = n, u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 0 || v > math.MaxInt64/mult {
+		return errors.New("must be a number of bytes, optionally followed by KiB, MiB or GiB")
+	}
+	*b = byteSize(v * mult)
 	return nil
 }
 

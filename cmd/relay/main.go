@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -66,6 +67,12 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return exitUsage
+	}
+	if o.gcPercent.set {
+		debug.SetGCPercent(o.gcPercent.v)
+	}
+	if o.memoryLimit > 0 {
+		debug.SetMemoryLimit(int64(o.memoryLimit))
 	}
 	secret := []byte(o.jwtSecret)
 	if o.jwtSecretFile != "" {
