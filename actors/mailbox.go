@@ -59,6 +59,8 @@ func (q *fifo) push(m any) {
 	q.more = append(q.more, m)
 }
 
+func (q *fifo) empty() bool { return !q.hasOne && q.head == len(q.more) }
+
 func (q *fifo) pop() (any, bool) {
 	if q.hasOne {
 		m := q.one
@@ -157,6 +159,9 @@ func (m *compactMailbox) run() {
 		if m.sysN.Load() > 0 {
 			m.mu.Lock()
 			msg, ok = m.system.pop()
+			if m.system.empty() {
+				m.system = nil // most of the time an actor has none
+			}
 			m.mu.Unlock()
 		}
 		if ok {
