@@ -20,9 +20,38 @@ run: build ## start the relay in development mode (prints tokens to try it)
 	$(BIN)/relay --dev $(RUN_FLAGS)
 
 .PHONY: test
-test: node-deps ## run every test with the race detector (integration tests with both socket readers); installs Node.js if missing
+test: node-deps ## run every test with the race detector (integration tests with both socket readers), then the client's tests and the demo's browser test; installs Node.js and Chromium if missing
 	RELAYTEST_REQUIRE_NODE=1 $(GO) test -race -shuffle=on -count=1 -timeout 8m ./...
 	RELAYTEST_READER=goroutine $(GO) test -race -shuffle=on -count=1 -timeout 4m ./test/integration/
+	$(MAKE) client-test
+	$(MAKE) demo-test
+
+CLIENT_DIR ?= client
+
+.PHONY: client-deps
+client-deps: ## install the TypeScript client's npm packages (and Node.js, as root on Debian)
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "client-deps: installing Debian's nodejs and npm packages"; \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm || exit 1; \
+		else \
+			echo "client-deps: node and npm are required to build and test the client in $(CLIENT_DIR)/." >&2; \
+			echo "  Install Node.js 20 or later with npm, then run: make client-test" >&2; \
+			exit 1; \
+		fi; \
+	fi; \
+	if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then \
+		echo "client-deps: the client needs Node.js 20 or later; found $$(node --version)" >&2; exit 1; \
+	fi; \
+	if [ ! -f $(CLIENT_DIR)/node_modules/.package-lock.json ] || [ $(CLIENT_DIR)/package-lock.json -nt $(CLIENT_DIR)/node_modules/.package-lock.json ]; then \
+		echo "npm ci --prefix $(CLIENT_DIR) --no-audit --no-fund"; \
+		npm ci --prefix $(CLIENT_DIR) --no-audit --no-fund; \
+	fi
+
+.PHONY: client-test
+client-test: client-deps ## build the TypeScript client and run its tests (LiveStore stores against the relay built from this tree)
+	npm run --prefix $(CLIENT_DIR) build
+	npm test --prefix $(CLIENT_DIR)
 
 ASYNCAPI_DIR ?= test/asyncapi
 
@@ -65,6 +94,66 @@ fuzz: ## fuzz every parser briefly (FUZZTIME each)
 .PHONY: clean
 clean: ## remove build output
 	rm -rf $(BIN)
+
+# --- web demo (client/demo): a LiveStore todo app synced through the relay ---
+DEMO_DIR     ?= client/demo
+DEMO_PORT    ?= 5173
+CHROMIUM     ?= /usr/bin/chromium
+DEMO_SOURCES := $(wildcard $(DEMO_DIR)/src/* client/src/*.ts) $(DEMO_DIR)/index.html $(DEMO_DIR)/vite.config.ts $(DEMO_DIR)/tsconfig.json $(DEMO_DIR)/package-lock.json
+
+.PHONY: demo
+demo: build demo-build ## serve the web demo with the relay in development mode; prints the one URL to open
+	node $(DEMO_DIR)/serve.mjs --port $(DEMO_PORT) --relay $(BIN)/relay --relay-log $(BIN)/demo-relay.log
+
+.PHONY: demo-deps
+demo-deps: ## install the demo's npm packages (and Node.js, as root on Debian)
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "demo-deps: installing Debian's nodejs and npm packages"; \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm || exit 1; \
+		else \
+			echo "demo-deps: node and npm are required to build the demo in $(DEMO_DIR)/." >&2; \
+			echo "  Install Node.js 20.19 or later with npm, then run: make demo" >&2; \
+			exit 1; \
+		fi; \
+	fi; \
+	if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then \
+		echo "demo-deps: the demo's bundler (vite 8) needs Node.js 20.19 or later; found $$(node --version)" >&2; exit 1; \
+	fi; \
+	if [ ! -f $(DEMO_DIR)/node_modules/.package-lock.json ] || [ $(DEMO_DIR)/package-lock.json -nt $(DEMO_DIR)/node_modules/.package-lock.json ]; then \
+		echo "npm ci --prefix $(DEMO_DIR) --no-audit --no-fund"; \
+		PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix $(DEMO_DIR) --no-audit --no-fund; \
+	fi
+
+.PHONY: demo-build
+demo-build: demo-deps $(DEMO_DIR)/dist/index.html ## bundle the demo (client/demo/dist)
+
+$(DEMO_DIR)/dist/index.html: $(DEMO_SOURCES)
+	@echo "building the demo app ($(DEMO_DIR)/dist)"
+	@npm run --silent --prefix $(DEMO_DIR) build -- --logLevel warn
+
+.PHONY: chromium-deps
+chromium-deps: ## install Debian's chromium (as root) for the browser test when missing
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "chromium-deps: installing Debian's chromium package"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium || exit 1; \
+	else \
+		echo "chromium-deps: the browser test needs Chromium at $(CHROMIUM)." >&2; \
+		echo "  Debian/Ubuntu: sudo apt-get install chromium; elsewhere: make demo-test CHROMIUM=/path/to/chrome" >&2; \
+		exit 1; \
+	fi
+
+DEMO_TEST_ENV = RELAY_BIN=$(abspath $(BIN))/relay CHROMIUM_PATH=$(CHROMIUM)
+
+.PHONY: demo-test
+demo-test: build demo-build chromium-deps ## the demo in headless Chromium: devices as browser contexts, offline, reload, a fresh device, 1,000 todos
+	cd $(DEMO_DIR) && $(DEMO_TEST_ENV) npm test
+
+.PHONY: demo-screenshot
+demo-screenshot: build demo-build chromium-deps ## retake docs/demo.png (two devices side by side)
+	cd $(DEMO_DIR) && $(DEMO_TEST_ENV) DEMO_SCREENSHOT=$(abspath docs/demo.png) node --test --test-name-pattern 'appears on the other' test/
+# --- end web demo ---
 
 # --- soak and bench (load generator and checker: cmd/soak, test/soak) ---
 SOAK_DURATION    ?= 60s

@@ -30,6 +30,9 @@ const SyncPath = "/api/v1/livestore/sync"
 // AsyncAPIPath serves the channel's AsyncAPI document.
 const AsyncAPIPath = "/api/v1/livestore/asyncapi.yaml"
 
+// DevTokenPath serves development tokens, and only when Config.DevToken is set.
+const DevTokenPath = "/dev/token"
+
 // Defaults of Config: a size or duration left zero (or negative) takes its
 // default. The relay's flags take theirs from here too.
 const (
@@ -63,6 +66,11 @@ type Config struct {
 	// Reader is ReaderEpoll or ReaderGoroutine; "" is DefaultReader (epoll
 	// on Linux, goroutine elsewhere).
 	Reader string
+	// DevToken, when set, answers GET DevTokenPath?user=U with a token for
+	// U, so that a local web app can sign in without a backend of its own.
+	// Development mode only: anyone who reaches the address gets a token
+	// for any user. Nil: the path is not found, like any other.
+	DevToken func(user string) (string, error)
 }
 
 func (c *Config) setDefaults() {
@@ -276,6 +284,9 @@ func (s *Server) routes() http.Handler {
 		w.Header().Set("Upgrade", "websocket")
 		http.Error(w, "websocket upgrade required", http.StatusUpgradeRequired)
 	})
+	if s.cfg.DevToken != nil {
+		mux.HandleFunc("GET "+DevTokenPath, s.devToken)
+	}
 	mux.HandleFunc("/", http.NotFound)
 	// Only the requests in the table are answered; any other method on a
 	// known path is "anything else": 404, not the mux's 405.
@@ -286,4 +297,25 @@ func (s *Server) routes() http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// maxDevUserBytes bounds the user of a development token; user ids of real
+// tokens are bounded only by the message size.
+const maxDevUserBytes = 128
+
+func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	user := r.URL.Query().Get("user")
+	if user == "" || len(user) > maxDevUserBytes {
+		http.Error(w, "user: 1 to 128 bytes required", http.StatusBadRequest)
+		return
+	}
+	tok, err := s.cfg.DevToken(user)
+	if err != nil {
+		s.log.Error().Err(err).Msg("development token")
+		http.Error(w, "no token", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte(tok + "\n"))
 }

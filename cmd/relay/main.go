@@ -121,6 +121,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 		Logger:           log,
 		AsyncAPI:         protocol.AsyncAPI(),
 		Reader:           o.reader,
+		DevToken:         devTokens(o, secret),
 		Actors: actors.Config{
 			MaxConnsPerUser:     o.maxConnsPerUser,
 			MaxConns:            o.maxConns,
@@ -202,6 +203,18 @@ func reloadOnHangup(ctx context.Context, v *auth.Verifier, log zerolog.Logger) {
 	}
 }
 
+// devTokens signs development tokens for the web demo's GET /dev/token, in
+// development mode with a shared secret only; without --dev the path is not
+// found.
+func devTokens(o *options, secret []byte) func(user string) (string, error) {
+	if !o.dev || len(secret) == 0 {
+		return nil
+	}
+	return func(user string) (string, error) {
+		return auth.Mint(secret, user, 24*time.Hour, time.Now())
+	}
+}
+
 func printDevHelp(w io.Writer, secret []byte, addr string) {
 	now := time.Now()
 	alice, _ := auth.Mint(secret, "alice", 24*time.Hour, now)
@@ -221,7 +234,10 @@ line in one and watch it arrive in the other; a line of JSON is sent as is.
   %s connect --client-id laptop --url '%s?token=%s'
   %s connect --client-id phone  --url '%s?token=%s'
 
-`, addr, secret, alice, bob, self, url, alice, self, url, alice)
+A web app gets a token for any user from http://%s%s?user=alice
+(development mode only).
+
+`, addr, secret, alice, bob, self, url, alice, self, url, alice, addr, transport.DevTokenPath)
 }
 
 // selfCommand is how a person runs this same binary from any directory: its
