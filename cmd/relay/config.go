@@ -55,6 +55,7 @@ type options struct {
 	roomDispatcher    string
 	connDispatcher    string
 	gcPercent         gcPercent
+	goGC              string // GOGC from the environment
 	memoryLimit       byteSize
 	reader            string
 	pprofAddr         string
@@ -111,7 +112,7 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.roomDispatcher, "room-dispatcher", actors.DefaultRoomDispatcher, "where a room actor runs: goroutine (one started per mailbox run) or inline (on the reader that hands it a message)")
 	fs.StringVar(&o.connDispatcher, "conn-dispatcher", actors.DefaultConnDispatcher, "where a connection actor runs: inline (on the goroutine that hands it a frame, usually its room's) or goroutine (one started per mailbox run)")
 	o.gcPercent = gcPercent{v: defaultGCPercent}
-	fs.Var(&o.gcPercent, "gc-percent", "garbage collector target: heap growth in percent over the live heap before a collection; lower holds idle connections in less memory for more CPU; when not given, GOGC applies")
+	fs.Var(&o.gcPercent, "gc-percent", "garbage collector target: heap growth in percent over the live heap before a collection; lower holds idle connections in less memory for more CPU; when not given and GOGC is set, GOGC applies")
 	fs.Var(&o.memoryLimit, "memory-limit", "soft limit of the Go runtime's memory, e.g. 512MiB (KiB, MiB, GiB; 0: none): near it the collector runs more often and returns memory sooner; when not given, GOMEMLIMIT applies")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (default: off; never expose it publicly)")
 	fs.StringVar(&o.stateDir, "state-dir", "", "directory for the state file that keeps store heads across restarts (default: memory only)")
@@ -128,6 +129,7 @@ func envName(flagName string) string {
 // parse reads the environment, then the command line, into o.
 func parse(o *options, args []string, getenv func(string) string, out io.Writer) error {
 	fs := newFlagSet(o, out)
+	o.goGC = getenv("GOGC")
 	// The flag package prints the whole usage after any mistake; one line
 	// that names the mistake and points to --help is easier to read.
 	fs.SetOutput(io.Discard)
@@ -228,11 +230,12 @@ func (o *options) validate() error {
 	return nil
 }
 
-// defaultGCPercent is Go's own default, kept unless the flag is given.
+// defaultGCPercent is the relay's collector target when neither
+// --gc-percent nor GOGC says otherwise. Go's own default is 100.
 const defaultGCPercent = 100
 
-// gcPercent is --gc-percent: applied only when given, so that GOGC in the
-// environment keeps working otherwise.
+// gcPercent is --gc-percent. When it is not given, GOGC in the environment
+// still applies.
 type gcPercent struct {
 	v   int
 	set bool

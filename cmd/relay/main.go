@@ -68,7 +68,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return exitUsage
 	}
-	if o.gcPercent.set {
+	if o.gcPercent.set || o.goGC == "" {
 		debug.SetGCPercent(o.gcPercent.v)
 	}
 	if o.memoryLimit > 0 {
