@@ -51,7 +51,7 @@ func (w *rawWriter) write(fd uintptr) bool {
 		if len(w.frames) == 1 {
 			n, err = unix.Write(int(fd), w.frames[0])
 		} else {
-			n, err = unix.Writev(int(fd), w.frames)
+			n, err = writev(int(fd), w.frames)
 		}
 		if errors.Is(err, unix.EINTR) {
 			continue
