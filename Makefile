@@ -20,8 +20,8 @@ run: build ## start the relay in development mode (prints tokens to try it)
 	$(BIN)/relay --dev $(RUN_FLAGS)
 
 .PHONY: test
-test: node-deps ## run every test with the race detector (integration tests with both socket readers), then the client's tests and the demo's browser test; installs Node.js and Chromium if missing
-	RELAYTEST_REQUIRE_NODE=1 $(GO) test -race -shuffle=on -count=1 -timeout 8m ./...
+test: node-deps etcd-deps ## run every test with the race detector (integration tests with both socket readers), then the client's tests and the demo's browser test; installs Node.js, Chromium and etcd if missing
+	RELAYTEST_REQUIRE_NODE=1 RELAYTEST_REQUIRE_ETCD=1 $(GO) test -race -shuffle=on -count=1 -timeout 8m ./...
 	RELAYTEST_READER=goroutine $(GO) test -race -shuffle=on -count=1 -timeout 4m ./test/integration/
 	$(MAKE) client-test
 	$(MAKE) demo-test
@@ -75,6 +75,19 @@ asyncapi-deps: ## install the AsyncAPI validator's npm packages (and Node.js, as
 	echo "npm ci --prefix $(ASYNCAPI_DIR) --no-audit --no-fund"; \
 	npm ci --prefix $(ASYNCAPI_DIR) --no-audit --no-fund
 
+.PHONY: etcd-deps
+etcd-deps: ## install etcd for the cluster's etcd-provider test (Debian's etcd-server, through apt, as root) when missing
+	@if command -v etcd >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "etcd-deps: installing Debian's etcd-server package"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends etcd-server || exit 1; \
+	else \
+		echo "etcd-deps: the etcd binary is required to test the cluster's etcd provider." >&2; \
+		echo "  Install etcd 3.4 or later on the PATH (Debian/Ubuntu: sudo apt-get install etcd-server)," >&2; \
+		echo "  or run the other tests with: go test ./..." >&2; \
+		exit 1; \
+	fi
+
 .PHONY: lint
 lint: ## go vet, staticcheck and gofmt
 	$(GO) vet ./...
@@ -90,6 +103,12 @@ fuzz: ## fuzz every parser briefly (FUZZTIME each)
 	$(GO) test -run='^$$' -fuzz='^FuzzTokenFromQuery$$' -fuzztime=$(FUZZTIME) ./auth/
 	$(GO) test -run='^$$' -fuzz='^FuzzTokenFromCookie$$' -fuzztime=$(FUZZTIME) ./auth/
 	$(GO) test -run='^$$' -fuzz='^FuzzOriginAllow$$' -fuzztime=$(FUZZTIME) ./auth/
+
+.PHONY: proto
+proto: ## regenerate actors/clusterpb from its .proto (needs protoc; installs protoc-gen-go at go.mod's protobuf version)
+	@command -v protoc >/dev/null || { echo "proto: protoc is required (Debian: apt-get install protobuf-compiler)" >&2; exit 1; }
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$$($(GO) list -m -f '{{.Version}}' google.golang.org/protobuf)
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=module=github.com/livestore-relay/livestore-relay actors/clusterpb/cluster.proto
 
 .PHONY: clean
 clean: ## remove build output
@@ -187,6 +206,16 @@ soak-throughput: ## 4,000 users x 4 devices, 10,000 pushes/s of 150-byte events 
 	$(GO) build -o $(BIN)/soak ./cmd/soak
 	$(BIN)/soak --spawn-relay $(BIN)/relay --relay-flags "--max-conns-per-user 64 $(SOAK_RELAY_FLAGS_EXTRA)" --relay-log $(BIN)/soak-relay.log \
 		--users 4000 --devices 4 --rate 10000 --event-bytes 150 --duration $(SOAK_DURATION) --json $(SOAK_FLAGS)
+
+SOAK_NODES ?= 3
+
+.PHONY: soak-cluster
+soak-cluster: ## soak a fresh cluster of SOAK_NODES relay nodes (default 3), each user's devices spread over them; SOAK_* as for soak
+	$(GO) build -o $(BIN)/relay ./cmd/relay
+	$(GO) build -o $(BIN)/soak ./cmd/soak
+	$(BIN)/soak --spawn-relay $(BIN)/relay --spawn-nodes $(SOAK_NODES) --relay-flags "$(SOAK_RELAY_FLAGS)" --relay-log $(BIN)/soak-relay.log \
+		--users $(SOAK_USERS) --devices $(SOAK_DEVICES) --rate $(SOAK_RATE) --peer-pull-every $(SOAK_PEER_PULL) \
+		--duration $(SOAK_DURATION) --json $(SOAK_FLAGS)
 
 .PHONY: bench
 bench: ## run every benchmark with allocation counts

@@ -36,10 +36,11 @@ func (s *countingSocket) Write(f [][]byte) (int, error) {
 	}
 	return b, nil
 }
-func (s *countingSocket) Wait(_ bool, ready func(error)) { go ready(nil) }
-func (s *countingSocket) Shut()                          {}
-func (s *countingSocket) Close() error                   { return nil }
-func (s *countingSocket) RemoteAddr() string             { return "bench" }
+func (s *countingSocket) Wait(_ bool, ready func(error))   { go ready(nil) }
+func (s *countingSocket) Shut()                            {}
+func (s *countingSocket) CloseFrame(uint16, string) []byte { return nil }
+func (s *countingSocket) Close() error                     { return nil }
+func (s *countingSocket) RemoteAddr() string               { return "bench" }
 
 func newBenchSystem(b testing.TB) *System {
 	sys, err := NewSystem(Config{Logger: zerolog.New(io.Discard), Metrics: NewMetrics(prometheus.NewRegistry()),

@@ -29,6 +29,9 @@ const (
 	CloseReplaced
 	// CloseSlowConsumer is a connection whose send queue passed its bound.
 	CloseSlowConsumer
+	// CloseRehomed is a connection whose room moved to another node of
+	// the cluster (or whose room's node left): the client reconnects.
+	CloseRehomed
 	closeReasonCount
 )
 
@@ -58,6 +61,8 @@ func (r CloseReason) Code() uint16 {
 		return 4002
 	case CloseSlowConsumer:
 		return 4003
+	case CloseRehomed:
+		return 1012
 	}
 	return 1000
 }
@@ -87,6 +92,8 @@ func (r CloseReason) Text() string {
 		return "replaced by a newer connection"
 	case CloseSlowConsumer:
 		return "slow consumer"
+	case CloseRehomed:
+		return "room moved; reconnect"
 	}
 	return ""
 }
@@ -116,6 +123,8 @@ func (r CloseReason) String() string {
 		return "replaced"
 	case CloseSlowConsumer:
 		return "slow_consumer"
+	case CloseRehomed:
+		return "rehomed"
 	}
 	return "none"
 }

@@ -3,6 +3,7 @@ package actors
 import (
 	"math"
 	"sync/atomic"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -12,7 +13,7 @@ import (
 // Socket is the write side of one WebSocket connection. It never blocks:
 // a full socket says so, and says later when it takes bytes again.
 //
-// Write, Wait, Shut and RemoteAddr are called only by the connection's
+// Write, Wait, CloseFrame, Shut and RemoteAddr are called only by the connection's
 // actor, one call at a time, so they need no locking. Close may be called
 // from any goroutine, concurrently with the others and more than once: by
 // the actor, by a room aborting its connections at shutdown, and by the
@@ -28,9 +29,13 @@ type Socket interface {
 	// when it took none for the write timeout (shorter when closing is
 	// set), another when it was closed.
 	Wait(closing bool, ready func(error))
-	// Shut follows a written close frame: it half-closes the stream so the
-	// peer reads every frame and then the end of the stream, and gives the
-	// reader a short grace period to see the peer's reply.
+	// CloseFrame is what to write behind every other frame to close the
+	// connection with code and reason: a WebSocket close frame, or nil
+	// for a socket that closes by itself in Shut.
+	CloseFrame(code uint16, reason string) []byte
+	// Shut follows the written close frame: it half-closes the stream so
+	// the peer reads every frame and then the end of the stream, and
+	// gives the reader a short grace period to see the peer's reply.
 	Shut()
 	// Close releases the socket. It unblocks the reader. Safe from any
 	// goroutine.
@@ -49,14 +54,17 @@ type conn struct {
 	id   uint64
 	user string
 	room *actor.PID
-	// roomDisp is the room's dispatcher when rooms run inline: the reader
-	// marks it before sending a message that makes the room wait.
+	// roomDisp is the room's dispatcher when rooms run inline: a
+	// reader marks it before sending a message that makes the room wait.
 	roomDisp *roomDispatcher
 	pid      *actor.PID // set before the actor can receive anything addressed by others
 	sock     Socket
 	sys      *System
-	expires  int64 // unix nanoseconds of the token's expiry; 0: none
-	opened   int64 // unix nanoseconds
+	expires  time.Time
+	opened   time.Time
+	// proxy marks a connection whose socket is on another node of the
+	// cluster (cluster.go): its room is here, its reader and liveness there.
+	proxy bool
 
 	// Send-queue accounting: enqueuers add, the actor subtracts as it hands
 	// a batch to the socket.

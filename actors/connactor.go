@@ -134,16 +134,24 @@ func (a *connActor) Receive(ctx actor.Context) {
 		// The room is gone: it closed its connections as it failed, unless
 		// this one had not joined it yet.
 		a.c.close(CloseInternal)
+	case barrier:
+		// Everything queued before it has been handed to the socket, which
+		// for a proxy means queued on its node.
+		a.flush(ctx)
+		m.done <- m.c
 	case armExpiry:
 		if a.expiry == nil && a.c.reason.Load() == 0 {
 			c := a.c
 			// The callback runs on the timer's own goroutine, possibly
 			// after the actor has stopped: it touches only c.close, which
 			// is safe from anywhere (and a no-op once the end is decided).
-			a.expiry = time.AfterFunc(max(time.Duration(c.expires-a.sys.cfg.Now().UnixNano()), 0), func() { c.close(CloseTokenExpired) })
+			a.expiry = time.AfterFunc(max(c.expires.Sub(a.sys.cfg.Now()), 0), func() { c.close(CloseTokenExpired) })
 		}
 	case attach:
 		a.c = m.c
+		if a.c.proxy {
+			return // logged on its own node
+		}
 		a.sys.log.Info().Uint64("conn", a.c.id).Str("user", a.c.user).Str("remote", a.c.sock.RemoteAddr()).Msg("connection opened")
 	case *actor.Stopping:
 		if a.c != nil {
@@ -278,7 +286,7 @@ func (a *connActor) write(ctx actor.Context) {
 		}
 		frames := len(b.bufs)
 		if b.close {
-			frames--
+			frames = 0
 			a.shut = true
 			c.sock.Shut()
 		}
@@ -344,7 +352,9 @@ func (a *connActor) writeClose(ctx actor.Context) {
 		r := c.closeReason()
 		if !a.broken && r.sendsFrame() {
 			b := a.sys.batches.Get().(*batch)
-			b.bufs = append(b.bufs, wsframe.Close(c.closeCode(), r.Text()))
+			if f := c.sock.CloseFrame(c.closeCode(), r.Text()); f != nil {
+				b.bufs = append(b.bufs, f)
+			}
 			b.close = true
 			if a.out != nil {
 				a.held = append(a.held, b)
@@ -392,7 +402,9 @@ func (a *connActor) stop(ctx actor.Context) {
 		// Stopped by the supervisor after a failure: a close frame, if
 		// the stream is between frames and the socket takes it at once.
 		if c.reason.CompareAndSwap(0, uint32(CloseInternal)) && !a.closeSent && !a.broken && a.out == nil {
-			_, _ = c.sock.Write([][]byte{wsframe.Close(CloseInternal.Code(), CloseInternal.Text())})
+			if f := c.sock.CloseFrame(CloseInternal.Code(), CloseInternal.Text()); f != nil {
+				_, _ = c.sock.Write([][]byte{f})
+			}
 		}
 	}
 	a.abandon()
@@ -402,7 +414,11 @@ func (a *connActor) stop(ctx actor.Context) {
 	}
 	_ = c.sock.Close()
 	ctx.Send(c.room, &leave{c: c})
-	ctx.Send(a.sys.directory, &release{user: c.user, room: c.room})
+	ctx.Send(a.sys.directory, &release{user: c.user, room: c.room, proxy: c.proxy})
+	if c.proxy {
+		a.sys.conns.Done()
+		return // counted and logged on its own node
+	}
 	r, code := c.closeReason(), c.closeCode()
 	a.sys.metrics.closed(r, code)
 	a.sys.metrics.Connections.Dec()
@@ -410,7 +426,7 @@ func (a *connActor) stop(ctx actor.Context) {
 	if id := c.ident.Load(); id != nil {
 		ev = ev.Str("clientId", id.clientID).Str("sessionId", id.sessionID)
 	}
-	ev.Int64("duration_ms", time.Duration(a.sys.cfg.Now().UnixNano()-c.opened).Milliseconds()).Uint16("code", code).Str("reason", r.String()).
+	ev.Int64("duration_ms", a.sys.cfg.Now().Sub(c.opened).Milliseconds()).Uint16("code", code).Str("reason", r.String()).
 		Int64("messages_in", c.msgsIn.Load()).Int64("messages_out", c.msgsOut.Load()).Msg("connection closed")
 	a.sys.conns.Done()
 }

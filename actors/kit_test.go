@@ -15,6 +15,8 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
 // A kit for driving the routing layer through its public surface (Admit,
@@ -71,6 +73,10 @@ func (s *fakeSocket) Wait(_ bool, ready func(error)) {
 		<-s.release
 		ready(nil)
 	}()
+}
+
+func (s *fakeSocket) CloseFrame(code uint16, reason string) []byte {
+	return wsframe.Close(code, reason)
 }
 
 func (s *fakeSocket) Shut() {}

@@ -24,6 +24,10 @@ const (
 	outKindCount
 )
 
+// outRemote is a frame delivered for a room on another node of a cluster,
+// which counted it when it sent it: its counters are not registered.
+const outRemote = outKindCount
+
 // String is the kind's metric label. Relayed kinds share their names with
 // protocol types.
 func (k outKind) String() string {
@@ -59,8 +63,8 @@ type Metrics struct {
 	SendQueue       prometheus.Gauge
 	in              [protocol.NumTypes]prometheus.Counter
 	inBytes         [protocol.NumTypes]prometheus.Counter
-	out             [outKindCount]prometheus.Counter
-	outBytes        [outKindCount]prometheus.Counter
+	out             [outKindCount + 1]prometheus.Counter
+	outBytes        [outKindCount + 1]prometheus.Counter
 	errors          [protocol.NumCodes]prometheus.Counter
 	store           storeMetrics
 	closes          [closeReasonCount]prometheus.Counter
@@ -70,6 +74,7 @@ type Metrics struct {
 	droppedMismatch prometheus.Counter
 	droppedInvalid  prometheus.Counter
 	droppedUnknown  prometheus.Counter
+	reg             prometheus.Registerer // for the cluster's metrics, registered only in cluster mode
 }
 
 // depthGauge keeps a gauge at the number of messages waiting in the
@@ -124,6 +129,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.out[k] = out.WithLabelValues(k.String())
 		m.outBytes[k] = outBytes.WithLabelValues(k.String())
 	}
+	m.out[outRemote] = prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered"})
+	m.outBytes[outRemote] = prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered"})
+	m.reg = reg
 	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "errors_total",
 		Help: "Error messages sent to clients, by code."}, []string{"code"})
 	for _, c := range protocol.AllCodes() {

@@ -49,6 +49,7 @@ type room struct {
 	bound   []*peer                   // relay order: binding order
 	pending map[string][]*pullRequest // by requestId; usually one each
 	slow    []*peer                   // scratch for one fan-out
+	remote  []*peer                   // scratch: proxies that got the current push (cluster.go)
 	relayed uint64                    // pushes with events seen; the loss-injection build drops by it
 	stores  map[string]*storeRoute    // sequenced stores with a joined peer (store.go)
 	op      heads.Op                  // the room's one request to the head keeper, reused
@@ -83,6 +84,13 @@ func (r *room) Receive(ctx actor.Context) {
 		r.checkExpiry(ctx, m.c, r.sys.cfg.Now())
 	case sweep:
 		r.sweep(ctx)
+	case moveOut:
+		// The user's room now lives on another node: its heads go there
+		// before its connections are told to reconnect.
+		r.handover(m.owner)
+		for c := range r.peers {
+			c.close(CloseRehomed)
+		}
 	case *leave:
 		if p := r.peers[m.c]; p != nil {
 			r.unbind(p)
@@ -91,6 +99,15 @@ func (r *room) Receive(ctx actor.Context) {
 	case *expire:
 		r.finish(m.req)
 	case drainAll:
+		if r.sys.cl != nil {
+			// The first successor that takes the heads is alive, so it
+			// is the next owner once the others have dropped this node.
+			for _, next := range r.sys.cl.successors(r.user) {
+				if r.handover(next) {
+					break
+				}
+			}
+		}
 		for c := range r.peers {
 			c.close(CloseGoingAway)
 		}
@@ -194,25 +211,34 @@ func (r *room) unbind(p *peer) {
 // next sweep.
 func (r *room) sweep(ctx actor.Context) {
 	now := r.sys.cfg.Now()
-	interval := int64(r.sys.cfg.PingInterval)
 	for c := range r.peers {
-		if c.reason.Load() != 0 {
-			continue
+		if !c.proxy { // a proxy's own node watches it
+			r.sys.sweepConn(ctx, c, now)
 		}
-		quiet := now.UnixNano() - c.lastRead.Load()
-		switch {
-		case quiet > 2*interval:
-			c.close(CloseLiveness)
-			continue
-		case quiet >= interval:
-			c.enqueue(ctx, &ctrlFrame{b: wsframe.Ping()})
-		}
-		r.checkExpiry(ctx, c, now)
 	}
 }
 
-func (r *room) checkExpiry(ctx actor.Context, c *conn, now time.Time) {
-	if c.expires != 0 && time.Duration(c.expires-now.UnixNano()) <= r.sys.sweepEvery() {
+// sweepConn is one connection's part of a sweep.
+func (s *System) sweepConn(ctx actor.Context, c *conn, now time.Time) {
+	if c.reason.Load() != 0 {
+		return
+	}
+	interval := int64(s.cfg.PingInterval)
+	quiet := now.UnixNano() - c.lastRead.Load()
+	switch {
+	case quiet > 2*interval:
+		c.close(CloseLiveness)
+		return
+	case quiet >= interval:
+		c.enqueue(ctx, &ctrlFrame{b: wsframe.Ping()})
+	}
+	s.checkExpiry(ctx, c, now)
+}
+
+func (r *room) checkExpiry(ctx actor.Context, c *conn, now time.Time) { r.sys.checkExpiry(ctx, c, now) }
+
+func (s *System) checkExpiry(ctx actor.Context, c *conn, now time.Time) {
+	if !c.expires.IsZero() && c.expires.Sub(now) <= s.sweepEvery() {
 		ctx.Send(c.pid, armExpiry{})
 	}
 }
@@ -245,9 +271,12 @@ func (r *room) push(ctx actor.Context, p *peer, m *inbound) {
 	if m.events > 0 {
 		r.relayed++
 		for _, q := range r.bound {
-			if q != p && !r.dropRelay() {
-				r.deliver(ctx, q, m)
+			if q != p && !r.dropRelay() && r.deliver(ctx, q, m) && q.c.proxy {
+				r.remote = append(r.remote, q)
 			}
+		}
+		if len(r.remote) > 0 {
+			r.confirmRemote()
 		}
 	}
 	r.deliver(ctx, p, m) // every recipient has it queued: ack

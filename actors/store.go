@@ -170,9 +170,12 @@ func (r *room) storePush(ctx actor.Context, p *peer, m *inbound) {
 		sm.pushAccepted.Inc()
 		r.relayed++
 		for _, q := range route.peers {
-			if q != p && !r.dropRelay() {
-				r.deliver(ctx, q, m)
+			if q != p && !r.dropRelay() && r.deliver(ctx, q, m) && q.c.proxy {
+				r.remote = append(r.remote, q)
 			}
+		}
+		if len(r.remote) > 0 {
+			r.confirmRemote()
 		}
 	}
 	r.deliver(ctx, p, m)

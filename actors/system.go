@@ -44,6 +44,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/livestore-relay/livestore-relay/actors/clusterpb"
 	"github.com/livestore-relay/livestore-relay/actors/heads"
 	"github.com/livestore-relay/livestore-relay/protocol"
 )
@@ -137,6 +138,10 @@ type Config struct {
 	StateDir string
 	// MaxStoresPerUser bounds the sequenced stores with a head per user.
 	MaxStoresPerUser int // DefaultMaxStoresPerUser
+
+	// Cluster, when set, makes this node one of several that serve as one
+	// (cluster.go); nil is a single relay with no cluster code in its way.
+	Cluster *ClusterConfig
 }
 
 func (c *Config) setDefaults() {
@@ -188,23 +193,25 @@ var (
 
 // System is the running routing layer.
 type System struct {
-	cfg       Config
-	log       zerolog.Logger
-	metrics   *Metrics
-	as        *actor.ActorSystem
-	root      *actor.RootContext
-	directory *actor.PID
-	roomOpts  []actor.PropsOption
-	connProps *actor.Props
-	stopSweep chan struct{}
-	swept     sync.WaitGroup
-	decoder   *protocol.Decoder
-	batches   sync.Pool // *batch
-	draining  atomic.Bool
-	conns     sync.WaitGroup
-	nextID    atomic.Uint64
+	cfg        Config
+	log        zerolog.Logger
+	metrics    *Metrics
+	as         *actor.ActorSystem
+	root       *actor.RootContext
+	directory  *actor.PID
+	roomOpts   []actor.PropsOption
+	connProps  *actor.Props
+	proxyProps *actor.Props // connection actors of proxies (cluster.go)
+	stopSweep  chan struct{}
+	swept      sync.WaitGroup
+	decoder    *protocol.Decoder
+	batches    sync.Pool // *batch
+	draining   atomic.Bool
+	conns      sync.WaitGroup
+	nextID     atomic.Uint64
 
-	heads *heads.Keeper // store heads; outlives every room
+	heads headStore    // store heads; outlives every room
+	cl    *clusterNode // nil unless in cluster mode
 }
 
 // NewSystem starts the actor system and the directory.
@@ -244,16 +251,9 @@ func NewSystem(cfg Config) (*System, error) {
 		return nil, fmt.Errorf("actors: connection dispatcher: %w", err)
 	}
 	s := &System{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics}
-	keeper, err := heads.Open(heads.Config{Dir: cfg.StateDir, MaxStoresPerUser: cfg.MaxStoresPerUser, Logger: cfg.Logger,
-		ObserveWrite: func(d time.Duration) { cfg.Metrics.store.writeSeconds.Observe(d.Seconds()) }})
+	keeper, err := s.openHeads()
 	if err != nil {
 		return nil, err
-	}
-	s.heads = keeper
-	if keeper.Durable() {
-		s.log.Info().Str("dir", cfg.StateDir).Int("heads", keeper.Restored()).Msg("store heads are kept in the state directory")
-	} else {
-		s.log.Warn().Msg("no --state-dir: store heads are kept in memory and will not survive a restart")
 	}
 	logger := slog.New(zerolog.NewSlogHandler(cfg.Logger.With().Str("component", "actor").Logger().Level(maxLevel(cfg.Logger.GetLevel(), zerolog.WarnLevel))))
 	s.as = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }),
@@ -270,6 +270,10 @@ func NewSystem(cfg Config) (*System, error) {
 	connMailbox := mailbox(nil) // its depth is the send queue, counted by the connection
 	s.connProps = actor.PropsFromProducer(func() actor.Actor { return &connActor{sys: s} },
 		actor.WithMailbox(connMailbox), actor.WithDispatcher(connDispatcher), actor.WithGuardian(stopOnFailure))
+	// A proxy's socket waits for the other node: its writer never runs
+	// inline.
+	s.proxyProps = actor.PropsFromProducer(func() actor.Actor { return &connActor{sys: s} },
+		actor.WithMailbox(connMailbox), actor.WithDispatcher(actor.NewDefaultDispatcher(cfg.ConnThroughput)), actor.WithGuardian(stopOnFailure))
 	// Not restart: protoactor stops every child of a restarting actor, and
 	// the rooms are the directory's children.
 	resumeOnFailure := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.ResumeDirective })
@@ -283,6 +287,14 @@ func NewSystem(cfg Config) (*System, error) {
 		return nil, err
 	}
 	s.directory = pid
+	if cfg.Cluster != nil {
+		if _, err := startCluster(s, *cfg.Cluster, cfg.Metrics.reg); err != nil {
+			s.cl = nil
+			s.as.Shutdown()
+			_ = keeper.Close()
+			return nil, err
+		}
+	}
 	s.stopSweep = make(chan struct{})
 	s.swept.Add(1)
 	go s.sweeper()
@@ -368,6 +380,10 @@ type Admission struct {
 	disp  *roomDispatcher
 	used  bool
 	ended bool
+	// In cluster mode, for a connection whose room is on another node:
+	// the connection's id, reserved here, and the owner that counted it.
+	id    uint64
+	owner string
 }
 
 // Admit reserves a connection slot for user, enforcing the per-user and
@@ -376,8 +392,18 @@ func (s *System) Admit(ctx context.Context, user string) (*Admission, error) {
 	if s.draining.Load() {
 		return nil, ErrDraining
 	}
+	if s.cl != nil {
+		return s.cl.admit(ctx, user)
+	}
+	return s.admitLocal(ctx, &admit{user: user})
+}
+
+// admitLocal asks the directory for a place in the user's room (or edge).
+func (s *System) admitLocal(ctx context.Context, m *admit) (*Admission, error) {
+	user := m.user
 	reply := make(chan admitReply, 1)
-	s.root.Send(s.directory, &admit{user: user, reply: reply})
+	m.reply = reply
+	s.root.Send(s.directory, m)
 	select {
 	case r := <-reply:
 		if r.err != nil {
@@ -404,6 +430,9 @@ func (a *Admission) Cancel() {
 		return
 	}
 	a.ended = true
+	if a.owner != "" {
+		a.sys.root.Send(endpointPID(a.owner), &clusterpb.Detach{User: a.user, Node: a.sys.cl.self, Conn: a.id})
+	}
 	a.sys.root.Send(a.sys.directory, &release{user: a.user, room: a.room})
 	a.sys.conns.Done()
 }
@@ -417,19 +446,21 @@ type ConnInfo struct {
 // user's room. The returned Session is for the socket's reader.
 func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 	a.used = true
+	id := a.id
+	if id == 0 {
+		id = s.nextID.Add(1)
+	}
 	c := &conn{
-		id:       s.nextID.Add(1),
+		id:       id,
 		user:     a.user,
 		room:     a.room,
 		roomDisp: a.disp,
 		sock:     sock,
 		sys:      s,
-		opened:   s.cfg.Now().UnixNano(),
+		expires:  info.Expires,
+		opened:   s.cfg.Now(),
 	}
-	if !info.Expires.IsZero() {
-		c.expires = info.Expires.UnixNano()
-	}
-	c.lastRead.Store(c.opened)
+	c.lastRead.Store(c.opened.UnixNano())
 	s.metrics.Connections.Inc()
 	// Others read c.pid only after a message sent below (attach, join),
 	// which orders their reads after this write.
@@ -446,6 +477,9 @@ func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 // Drain stops admitting connections and closes every open one with 1001.
 func (s *System) Drain() {
 	s.draining.Store(true)
+	if s.cl != nil {
+		s.cl.leave()
+	}
 	s.root.Send(s.directory, drainAll{})
 }
 
@@ -475,11 +509,18 @@ func (s *System) Shutdown() {
 	close(s.stopSweep)
 	s.swept.Wait()
 	s.root.Stop(s.directory)
+	if s.cl != nil {
+		s.cl.shutdown()
+	}
 	s.as.Shutdown()
 	// Last: a room still running may be waiting for the keeper.
 	if err := s.heads.Close(); err != nil {
 		s.log.Error().Err(err).Msg("closing the state file")
 	}
 }
+
+// Ready reports whether the node takes connections: always on a single
+// relay; in cluster mode once it has joined and until it leaves.
+func (s *System) Ready() bool { return s.cl == nil || s.cl.ready() }
 
 func (s *System) now() int64 { return s.cfg.Now().UnixMilli() }

@@ -288,7 +288,7 @@ func (p *poller) close() {
 }
 
 // expire ends a lingering close whose peer neither answered nor closed.
-// It runs on the close-grace timer's goroutine (socket.WriteClose) and
+// It runs on the close-grace timer's goroutine (socket.Shut) and
 // touches only what is safe from any goroutine: the descriptor and finish.
 func (pc *pconn) expire() {
 	_ = pc.sock.c.Close()

@@ -271,6 +271,11 @@ func (s *Server) routes() http.Handler {
 			_, _ = w.Write([]byte("draining\n"))
 			return
 		}
+		if !s.sys.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("joining the cluster\n"))
+			return
+		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))

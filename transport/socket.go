@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
 // socket is the write side of an upgraded connection, as the connection
@@ -81,6 +83,8 @@ func (s *socket) Wait(closing bool, ready func(error)) {
 		ready(err)
 	}()
 }
+
+func (s *socket) CloseFrame(code uint16, reason string) []byte { return wsframe.Close(code, reason) }
 
 func (s *socket) Shut() {
 	// Half-close so the peer reads the close frame and then the end of the

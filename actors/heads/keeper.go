@@ -17,6 +17,7 @@ package heads
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -34,6 +35,9 @@ const (
 	Append
 	// Read returns the head.
 	Read
+	// List returns every head of User in All (Result Unchanged), for a
+	// room that moves to another node of a cluster.
+	List
 )
 
 // Result is what became of an Op.
@@ -74,7 +78,8 @@ type Op struct {
 
 	// Set by the keeper.
 	Result Result
-	Head   protocol.Head // the head after the op (the relay's, on Conflict and Mismatch)
+	Head   protocol.Head            // the head after the op (the relay's, on Conflict and Mismatch)
+	All    map[string]protocol.Head // List: store -> head, a copy
 
 	done chan struct{}
 }
@@ -154,7 +159,7 @@ func (k *Keeper) Do(op *Op) {
 	if op.done == nil {
 		op.done = make(chan struct{}, 1)
 	}
-	op.Result, op.Head = 0, protocol.Head{}
+	op.Result, op.Head, op.All = 0, protocol.Head{}, nil
 	select {
 	case k.in <- op:
 	case <-k.quit:
@@ -294,6 +299,8 @@ func (k *Keeper) apply(op *Op, changes []change) []change {
 		if known {
 			op.Result = Unchanged
 		}
+	case List:
+		op.Result, op.All = Unchanged, maps.Clone(stores)
 	}
 	return changes
 }

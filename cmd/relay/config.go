@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -61,6 +62,11 @@ type options struct {
 	pprofAddr         string
 	stateDir          string
 	maxStoresPerUser  int
+	clusterAddr       string
+	clusterPeers      string
+	clusterProvider   string
+	clusterEtcd       string
+	clusterName       string
 }
 
 // Defaults of the settings that belong to the command itself; the others
@@ -117,6 +123,11 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (default: off; never expose it publicly)")
 	fs.StringVar(&o.stateDir, "state-dir", "", "directory for the state file that keeps store heads across restarts (default: memory only)")
 	fs.IntVar(&o.maxStoresPerUser, "max-stores-per-user", actors.DefaultMaxStoresPerUser, "most sequenced stores with a head per user")
+	fs.StringVar(&o.clusterAddr, "cluster-addr", "", "HOST:PORT other relay nodes reach this one on; turns cluster mode on (default: off, a single relay)")
+	fs.StringVar(&o.clusterPeers, "cluster-peers", "", "static provider: comma-separated HOST:PORT seed list of the cluster's nodes (may name this node)")
+	fs.StringVar(&o.clusterProvider, "cluster-provider", actors.DefaultClusterProvider, "cluster membership: static (--cluster-peers), etcd (--cluster-etcd) or kubernetes")
+	fs.StringVar(&o.clusterEtcd, "cluster-etcd", "", "etcd provider: comma-separated etcd endpoints, e.g. 127.0.0.1:2379")
+	fs.StringVar(&o.clusterName, "cluster-name", actors.DefaultClusterName, "cluster name: nodes of different names never mix")
 	fs.StringVar(&o.reader, "reader", transport.DefaultReader, "socket reader: epoll (Linux: no goroutine per idle connection) or goroutine (one per connection)")
 	return fs
 }
@@ -193,6 +204,9 @@ func (o *options) validate() error {
 		return errors.New("--rate must be positive")
 	case o.jwtLeeway < 0:
 		return errors.New("--jwt-leeway must not be negative")
+	}
+	if err := o.validateCluster(); err != nil {
+		return err
 	}
 	for _, l := range []struct {
 		flag string
@@ -305,4 +319,57 @@ func readSecretFile(path string) ([]byte, error) {
 		return nil, errors.New("--jwt-secret-file is empty")
 	}
 	return b, nil
+}
+
+func (o *options) validateCluster() error {
+	if o.clusterAddr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(o.clusterAddr)
+	if err != nil || host == "" || port == "" {
+		return fmt.Errorf("--cluster-addr must be HOST:PORT, not %q", o.clusterAddr)
+	}
+	if host == "0.0.0.0" || host == "::" {
+		return fmt.Errorf("--cluster-addr %q: give the address other nodes reach this one on, not a wildcard", o.clusterAddr)
+	}
+	if o.clusterName == "" {
+		return errors.New("--cluster-name must not be empty")
+	}
+	switch o.clusterProvider {
+	case "static":
+		for _, p := range splitList(o.clusterPeers) {
+			if _, _, err := net.SplitHostPort(p); err != nil {
+				return fmt.Errorf("--cluster-peers: %q is not HOST:PORT", p)
+			}
+		}
+	case "etcd":
+		if len(splitList(o.clusterEtcd)) == 0 {
+			return errors.New("--cluster-provider etcd needs --cluster-etcd")
+		}
+	case "kubernetes":
+	default:
+		return fmt.Errorf("--cluster-provider must be static, etcd or kubernetes, not %q", o.clusterProvider)
+	}
+	return nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// clusterConfig is the cluster part of the actor configuration; nil
+// without --cluster-addr.
+func (o *options) clusterConfig() *actors.ClusterConfig {
+	if o.clusterAddr == "" {
+		return nil
+	}
+	return &actors.ClusterConfig{Addr: o.clusterAddr, Name: o.clusterName, Provider: o.clusterProvider,
+		Peers: splitList(o.clusterPeers), Etcd: splitList(o.clusterEtcd)}
 }

@@ -140,6 +140,7 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 			ConnDispatcher:      o.connDispatcher,
 			StateDir:            o.stateDir,
 			MaxStoresPerUser:    o.maxStoresPerUser,
+			Cluster:             o.clusterConfig(),
 		},
 	})
 	if err != nil {

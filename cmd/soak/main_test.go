@@ -50,7 +50,7 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("%q: %v, want exit %d", args, err, soak.ExitUsage)
 		}
 	}
-	if out, err := exec.Command(tool, "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "-peer-pull-every") {
+	if out, err := exec.Command(tool, "--help").CombinedOutput(); err != nil || !strings.Contains(string(out), "-peer-pull-every") || !strings.Contains(string(out), "-spawn-nodes") {
 		t.Errorf("--help: %v\n%s", err, out)
 	}
 }

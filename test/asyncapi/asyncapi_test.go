@@ -288,7 +288,7 @@ func TestErrorCodes(t *testing.T) {
 }
 
 // closeCodes are the close codes the relay sends.
-var closeCodes = []int{1000, 1001, 1002, 1007, 1008, 1009, 1011, 4001, 4002, 4003}
+var closeCodes = []int{1000, 1001, 1002, 1007, 1008, 1009, 1011, 1012, 4001, 4002, 4003}
 
 func TestCloseCodes(t *testing.T) {
 	// The list above is the relay's: every reason that sends a close frame.
@@ -296,7 +296,7 @@ func TestCloseCodes(t *testing.T) {
 	for _, r := range []actors.CloseReason{
 		actors.ClosePeer, actors.CloseGoingAway, actors.CloseProtocolError, actors.CloseInvalidUTF8,
 		actors.CloseLiveness, actors.CloseTooBig, actors.CloseInternal, actors.CloseTokenExpired,
-		actors.CloseReplaced, actors.CloseSlowConsumer,
+		actors.CloseReplaced, actors.CloseSlowConsumer, actors.CloseRehomed,
 	} {
 		fromRelay = append(fromRelay, int(r.Code()))
 	}

@@ -29,9 +29,10 @@ import (
 )
 
 const (
-	dockerfilePath = "docs/deploy/Dockerfile"
-	composePath    = "docs/deploy/docker-compose.yml"
-	kubernetesPath = "docs/deploy/kubernetes.yaml"
+	dockerfilePath  = "docs/deploy/Dockerfile"
+	composePath     = "docs/deploy/docker-compose.yml"
+	kubernetesPath  = "docs/deploy/kubernetes.yaml"
+	kubeClusterPath = "docs/deploy/kubernetes-cluster.yaml"
 
 	// relayPort is the port the relay listens on in the images.
 	relayPort = 8080
@@ -779,27 +780,18 @@ func TestKubernetes(t *testing.T) {
 	if !subset(get(docs["Service"], "spec", "selector"), get(pod, "metadata", "labels")) {
 		t.Errorf("%s: the Service's selector does not match the pod labels", kubernetesPath)
 	}
-
-	if n := resolvePort(c, get(c, "readinessProbe", "httpGet", "port")); n != relayPort {
-		t.Errorf("%s: readiness probe port resolves to %d, want %d", kubernetesPath, n, relayPort)
-	}
-	if p := str(get(c, "readinessProbe", "httpGet", "path")); p != "/readyz" {
-		t.Errorf("%s: readiness probe path %q, want /readyz", kubernetesPath, p)
-	}
-	if n := resolvePort(c, get(c, "livenessProbe", "httpGet", "port")); n != relayPort {
-		t.Errorf("%s: liveness probe port resolves to %d, want %d", kubernetesPath, n, relayPort)
-	}
-	if p := str(get(c, "livenessProbe", "httpGet", "path")); p != "/healthz" {
-		t.Errorf("%s: liveness probe path %q, want /healthz", kubernetesPath, p)
-	}
 	for _, sp := range list(get(docs["Service"], "spec", "ports")) {
 		if n := resolvePort(c, get(sp, "targetPort")); n != relayPort {
 			t.Errorf("%s: Service targetPort resolves to %d, want %d", kubernetesPath, n, relayPort)
 		}
 	}
+	checkRelayPod(t, kubernetesPath, docs["Secret"], pod, c, vars)
+}
 
-	env := map[string]string{}
-	secretEnv := map[string]string{} // variable → Secret name
+// containerEnv is a container's env list: literal values, and the Secret
+// each secretKeyRef variable reads.
+func containerEnv(c map[string]any) (env, secretEnv map[string]string) {
+	env, secretEnv = map[string]string{}, map[string]string{}
 	for _, e := range list(c["env"]) {
 		name := str(get(e, "name"))
 		env[name] = str(get(e, "value"))
@@ -807,27 +799,49 @@ func TestKubernetes(t *testing.T) {
 			secretEnv[name] = s
 		}
 	}
-	checkEnv(t, kubernetesPath, vars, env)
+	return env, secretEnv
+}
+
+// checkRelayPod checks what every relay pod template of a manifest must
+// get right: probes, variables the relay reads, the JWT secret from the
+// Secret, a drain that fits the grace period, and a locked-down container.
+func checkRelayPod(t *testing.T, file string, secret map[string]any, pod any, c map[string]any, vars map[string]helpFlag) {
+	t.Helper()
+	if n := resolvePort(c, get(c, "readinessProbe", "httpGet", "port")); n != relayPort {
+		t.Errorf("%s: readiness probe port resolves to %d, want %d", file, n, relayPort)
+	}
+	if p := str(get(c, "readinessProbe", "httpGet", "path")); p != "/readyz" {
+		t.Errorf("%s: readiness probe path %q, want /readyz", file, p)
+	}
+	if n := resolvePort(c, get(c, "livenessProbe", "httpGet", "port")); n != relayPort {
+		t.Errorf("%s: liveness probe port resolves to %d, want %d", file, n, relayPort)
+	}
+	if p := str(get(c, "livenessProbe", "httpGet", "path")); p != "/healthz" {
+		t.Errorf("%s: liveness probe path %q, want /healthz", file, p)
+	}
+
+	env, secretEnv := containerEnv(c)
+	checkEnv(t, file, vars, env)
 
 	// The JWT secret comes from the Secret: as a variable, or as a file on
 	// a volume of that Secret.
-	secretName := str(get(docs["Secret"], "metadata", "name"))
+	secretName := str(get(secret, "metadata", "name"))
 	used := slices.Contains(slices.Collect(maps.Values(secretEnv)), secretName)
-	if file := env["RELAY_JWT_SECRET_FILE"]; file != "" {
+	if jwtFile := env["RELAY_JWT_SECRET_FILE"]; jwtFile != "" {
 		for _, v := range list(get(pod, "spec", "volumes")) {
 			if str(get(v, "secret", "secretName")) != secretName {
 				continue
 			}
 			for _, m := range list(c["volumeMounts"]) {
-				if str(get(m, "name")) == str(get(v, "name")) && path.Dir(file) == path.Clean(str(get(m, "mountPath"))) {
-					key := path.Base(file)
+				if str(get(m, "name")) == str(get(v, "name")) && path.Dir(jwtFile) == path.Clean(str(get(m, "mountPath"))) {
+					key := path.Base(jwtFile)
 					for _, it := range list(get(v, "secret", "items")) {
 						if str(get(it, "path")) == key {
 							key = str(get(it, "key"))
 						}
 					}
-					if get(docs["Secret"], "stringData", key) == nil && get(docs["Secret"], "data", key) == nil {
-						t.Errorf("%s: RELAY_JWT_SECRET_FILE=%s reads key %q, which the Secret lacks", kubernetesPath, file, key)
+					if get(secret, "stringData", key) == nil && get(secret, "data", key) == nil {
+						t.Errorf("%s: RELAY_JWT_SECRET_FILE=%s reads key %q, which the Secret lacks", file, jwtFile, key)
 					}
 					used = true
 				}
@@ -835,33 +849,225 @@ func TestKubernetes(t *testing.T) {
 		}
 	}
 	if !used {
-		t.Errorf("%s: the container does not take its JWT secret from Secret %s", kubernetesPath, secretName)
+		t.Errorf("%s: the container does not take its JWT secret from Secret %s", file, secretName)
 	}
 
 	preStop, _ := get(c, "lifecycle", "preStop", "sleep", "seconds").(int)
 	if preStop <= 0 {
-		t.Errorf("%s: want a preStop sleep so that endpoints are updated before SIGTERM", kubernetesPath)
+		t.Errorf("%s: want a preStop sleep so that endpoints are updated before SIGTERM", file)
 	}
 	grace, _ := get(pod, "spec", "terminationGracePeriodSeconds").(int)
 	if d := drainTimeout(t, vars, env); time.Duration(grace)*time.Second <= time.Duration(preStop)*time.Second+d {
-		t.Errorf("%s: terminationGracePeriodSeconds %d must exceed the preStop sleep (%ds) plus the drain timeout (%s)", kubernetesPath, grace, preStop, d)
+		t.Errorf("%s: terminationGracePeriodSeconds %d must exceed the preStop sleep (%ds) plus the drain timeout (%s)", file, grace, preStop, d)
 	}
 
 	if get(pod, "spec", "securityContext", "runAsNonRoot") != true {
-		t.Errorf("%s: pod securityContext.runAsNonRoot is not true", kubernetesPath)
+		t.Errorf("%s: pod securityContext.runAsNonRoot is not true", file)
 	}
 	if uid, ok := get(pod, "spec", "securityContext", "runAsUser").(int); !ok || uid == 0 {
-		t.Errorf("%s: pod securityContext.runAsUser %v, want a numeric non-root user", kubernetesPath, get(pod, "spec", "securityContext", "runAsUser"))
+		t.Errorf("%s: pod securityContext.runAsUser %v, want a numeric non-root user", file, get(pod, "spec", "securityContext", "runAsUser"))
 	}
 	if get(c, "securityContext", "readOnlyRootFilesystem") != true {
-		t.Errorf("%s: container securityContext.readOnlyRootFilesystem is not true", kubernetesPath)
+		t.Errorf("%s: container securityContext.readOnlyRootFilesystem is not true", file)
 	}
 	if get(c, "securityContext", "allowPrivilegeEscalation") != false {
-		t.Errorf("%s: container securityContext.allowPrivilegeEscalation is not false", kubernetesPath)
+		t.Errorf("%s: container securityContext.allowPrivilegeEscalation is not false", file)
 	}
 	for _, k := range []string{"requests", "limits"} {
 		if m, _ := get(c, "resources", k).(map[string]any); len(m) == 0 {
-			t.Errorf("%s: container has no resources.%s", kubernetesPath, k)
+			t.Errorf("%s: container has no resources.%s", file, k)
+		}
+	}
+}
+
+// ---- kubernetes-cluster.yaml ---------------------------------------------------------
+
+// pendingClusterVariables are the variables of the relay's cluster flags
+// (--cluster-addr, --cluster-peers, --cluster-provider, --cluster-etcd,
+// --cluster-name). They are accepted here only while the relay does not
+// list --cluster-addr in its --help; once it does, the cluster manifest is
+// checked against --help alone, like every other file.
+var pendingClusterVariables = []string{
+	"RELAY_CLUSTER_ADDR", "RELAY_CLUSTER_PEERS", "RELAY_CLUSTER_PROVIDER", "RELAY_CLUSTER_ETCD", "RELAY_CLUSTER_NAME",
+}
+
+// clusterPort is the port the cluster manifest gives the nodes for each other.
+const clusterPort = 8090
+
+// kubeObjects reads every object of a manifest, by kind and then name.
+func kubeObjects(t *testing.T, file string) map[string]map[string]map[string]any {
+	t.Helper()
+	f, err := os.Open(filepath.Join(repoRoot, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	objs := map[string]map[string]map[string]any{}
+	dec := yaml.NewDecoder(f)
+	for {
+		var doc map[string]any
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if doc == nil {
+			continue
+		}
+		kind, name := str(doc["kind"]), str(get(doc, "metadata", "name"))
+		if kind == "" || name == "" || str(doc["apiVersion"]) == "" {
+			t.Fatalf("%s: an object without apiVersion, kind or metadata.name: %v", file, doc)
+		}
+		if objs[kind] == nil {
+			objs[kind] = map[string]map[string]any{}
+		}
+		if objs[kind][name] != nil {
+			t.Fatalf("%s: two %s objects named %s", file, kind, name)
+		}
+		objs[kind][name] = doc
+	}
+	return objs
+}
+
+// only is the single object of a kind in a manifest.
+func only(t *testing.T, file string, objs map[string]map[string]map[string]any, kind string) map[string]any {
+	t.Helper()
+	if len(objs[kind]) != 1 {
+		t.Fatalf("%s: want one %s, found %d", file, kind, len(objs[kind]))
+	}
+	for _, o := range objs[kind] {
+		return o
+	}
+	return nil
+}
+
+func TestKubernetesCluster(t *testing.T) {
+	const file = kubeClusterPath
+	objs := kubeObjects(t, file)
+	vars := knownVariables(t)
+	if _, ok := vars["RELAY_CLUSTER_ADDR"]; !ok {
+		t.Logf("relay --help does not list --cluster-addr yet: accepting %v", pendingClusterVariables)
+		for _, v := range pendingClusterVariables {
+			vars[v] = helpFlag{name: v}
+		}
+	}
+
+	sts := only(t, file, objs, "StatefulSet")
+	pod := get(sts, "spec", "template")
+	podLabels := get(pod, "metadata", "labels")
+	var c map[string]any
+	for _, cc := range list(get(pod, "spec", "containers")) {
+		if m, ok := cc.(map[string]any); ok && str(m["name"]) == "relay" {
+			c = m
+		}
+	}
+	if c == nil {
+		t.Fatalf("%s: the StatefulSet has no container named relay", file)
+	}
+	if !subset(get(sts, "spec", "selector", "matchLabels"), podLabels) {
+		t.Errorf("%s: the StatefulSet's selector does not match its pod labels", file)
+	}
+	if r, _ := get(sts, "spec", "replicas").(int); r < 2 {
+		t.Errorf("%s: replicas %d: a cluster example wants at least 2", file, r)
+	}
+	if n := resolvePort(c, "cluster"); n != clusterPort {
+		t.Errorf("%s: container port named cluster is %d, want %d", file, n, clusterPort)
+	}
+
+	// Services: a headless one for the cluster port, governing the
+	// StatefulSet, and one for WebSocket traffic.
+	var headless, public map[string]any
+	for name, svc := range objs["Service"] {
+		if !subset(get(svc, "spec", "selector"), podLabels) {
+			t.Errorf("%s: Service %s's selector does not match the pod labels", file, name)
+		}
+		if str(get(svc, "spec", "clusterIP")) == "None" {
+			headless = svc
+		} else {
+			public = svc
+		}
+	}
+	if headless == nil || public == nil || len(objs["Service"]) != 2 {
+		t.Fatalf("%s: want a headless Service and a public one, have %d Services", file, len(objs["Service"]))
+	}
+	if got, want := str(get(sts, "spec", "serviceName")), str(get(headless, "metadata", "name")); got != want {
+		t.Errorf("%s: StatefulSet serviceName %q, want the headless Service %q", file, got, want)
+	}
+	for _, sp := range list(get(headless, "spec", "ports")) {
+		if n := resolvePort(c, get(sp, "targetPort")); n != clusterPort {
+			t.Errorf("%s: headless Service targetPort resolves to %d, want the cluster port %d", file, n, clusterPort)
+		}
+	}
+	for _, sp := range list(get(public, "spec", "ports")) {
+		if n := resolvePort(c, get(sp, "targetPort")); n != relayPort {
+			t.Errorf("%s: public Service targetPort resolves to %d, want %d", file, n, relayPort)
+		}
+	}
+
+	checkRelayPod(t, file, only(t, file, objs, "Secret"), pod, c, vars)
+
+	// The cluster flags: the pod's own IP from the downward API, declared
+	// before the variable that refers to it, on the cluster port.
+	env, _ := containerEnv(c)
+	if env["RELAY_CLUSTER_PROVIDER"] != "kubernetes" {
+		t.Errorf("%s: RELAY_CLUSTER_PROVIDER=%q, want kubernetes", file, env["RELAY_CLUSTER_PROVIDER"])
+	}
+	ipVar := ""
+	for _, e := range list(c["env"]) {
+		name := str(get(e, "name"))
+		if str(get(e, "valueFrom", "fieldRef", "fieldPath")) == "status.podIP" {
+			ipVar = name
+		}
+		if name == "RELAY_CLUSTER_ADDR" {
+			host, port, err := net.SplitHostPort(str(get(e, "value")))
+			if ipVar == "" || err != nil || host != "$("+ipVar+")" || port != strconv.Itoa(clusterPort) {
+				t.Errorf("%s: RELAY_CLUSTER_ADDR=%q, want $(VAR):%d after VAR from fieldRef status.podIP (%q)", file, str(get(e, "value")), clusterPort, ipVar)
+			}
+		}
+	}
+	if _, ok := env["RELAY_CLUSTER_ADDR"]; !ok {
+		t.Errorf("%s: no RELAY_CLUSTER_ADDR", file)
+	}
+
+	// RBAC: the pods run as a service account whose token is mounted, bound
+	// to a Role that lets the provider get and patch its pod and list and
+	// watch the others.
+	sa := only(t, file, objs, "ServiceAccount")
+	saName := str(get(sa, "metadata", "name"))
+	if got := str(get(pod, "spec", "serviceAccountName")); got != saName {
+		t.Errorf("%s: pods run as service account %q, want %q", file, got, saName)
+	}
+	if get(pod, "spec", "automountServiceAccountToken") == false || get(sa, "automountServiceAccountToken") == false {
+		t.Errorf("%s: the service account token must be mounted: the provider reads it", file)
+	}
+	role := only(t, file, objs, "Role")
+	rb := only(t, file, objs, "RoleBinding")
+	if str(get(rb, "roleRef", "kind")) != "Role" || str(get(rb, "roleRef", "name")) != str(get(role, "metadata", "name")) {
+		t.Errorf("%s: the RoleBinding does not refer to the Role", file)
+	}
+	bound := false
+	for _, s := range list(get(rb, "subjects")) {
+		if str(get(s, "kind")) == "ServiceAccount" && str(get(s, "name")) == saName {
+			bound = true
+		}
+	}
+	if !bound {
+		t.Errorf("%s: the RoleBinding does not bind service account %s", file, saName)
+	}
+	verbs := map[string]bool{}
+	for _, r := range list(get(role, "rules")) {
+		groups, resources := list(get(r, "apiGroups")), list(get(r, "resources"))
+		if slices.Contains(groups, any("")) && slices.Contains(resources, any("pods")) {
+			for _, v := range list(get(r, "verbs")) {
+				verbs[str(v)] = true
+			}
+		}
+	}
+	for _, v := range []string{"get", "list", "watch", "patch"} {
+		if !verbs[v] {
+			t.Errorf("%s: the Role does not allow %s on pods, which the cluster provider needs", file, v)
 		}
 	}
 }

@@ -14,6 +14,9 @@ import (
 
 // Config is one soak run as given on the command line.
 type Config struct {
+	// URL is one relay sync URL, or a comma-separated list of the nodes of
+	// one cluster: each user's devices are then spread over them (see
+	// nodeFor).
 	URL           string
 	Secret        string
 	TokenFile     string
@@ -47,6 +50,10 @@ type Config struct {
 	SpawnRelay string
 	RelayFlags string
 	RelayLog   string
+	// SpawnNodes, when positive, makes SpawnRelay a cluster of that many
+	// nodes, each with its own listen and cluster address on 127.0.0.1 and
+	// every node's cluster address as seeds (see spawnNodes).
+	SpawnNodes int
 
 	// CPUProfile is a file to write the tool's own CPU profile to (the
 	// in-process worker only).
@@ -66,7 +73,7 @@ func (c *Config) connsTotal() int { return c.Users * c.Devices }
 func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&c.URL, "url", "", "relay sync URL, ws://127.0.0.1:PORT/api/v1/livestore/sync (set by --spawn-relay)")
+	fs.StringVar(&c.URL, "url", "", "relay sync URL, ws://127.0.0.1:PORT/api/v1/livestore/sync, or a comma-separated list of a cluster's nodes over which each user's devices are spread (set by --spawn-relay)")
 	fs.StringVar(&c.Secret, "secret", "", "HS256 secret to mint one token per user (sub = user id)")
 	fs.StringVar(&c.TokenFile, "token-file", "", "file with one \"user token\" pair per line, instead of --secret")
 	fs.IntVar(&c.Users, "users", 100, "users (with --token-file: at most the users in the file)")
@@ -82,16 +89,17 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.PeerPullEvery, "peer-pull-every", 0, "each device sends a peer_pull at this interval (0: never)")
 	fs.IntVar(&c.PeerPullPages, "peer-pull-pages", 2, "pages in each answer to a peer_pull (all but the last say hasMore)")
 	fs.StringVar(&c.Store, "store", "", "join every user's devices to the sequenced store of this id and push on its head (one push in flight per device; after head_mismatch a device takes the relay's head and pushes again)")
-	fs.StringVar(&c.MetricsURL, "metrics-url", "", "relay /metrics URL sampled every second for peak RSS and goroutines (set by --spawn-relay)")
+	fs.StringVar(&c.MetricsURL, "metrics-url", "", "relay /metrics URL sampled every second for peak RSS and goroutines, or a comma-separated list, one per node (set by --spawn-relay)")
 	fs.BoolVar(&c.JSON, "json", false, "print the summary as one JSON object, the last line on stdout")
 	fs.DurationVar(&c.Progress, "progress", 0, "progress line interval on stderr (0: every second on a terminal, else every 10s; negative: none)")
 	fs.IntVar(&c.ConnectConcurrency, "connect-concurrency", 64, "connection attempts in flight per worker")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", 10*time.Second, "time allowed to connect and bind one device")
 	fs.StringVar(&c.UserPrefix, "user-prefix", "", "prefix of minted user ids (default: soak-<random>-, so runs never share users)")
 	fs.StringVar(&c.SpawnRelay, "spawn-relay", "", "start this relay binary on 127.0.0.1 for the run and stop it at the end")
-	fs.StringVar(&c.RelayFlags, "relay-flags", "", "extra flags for the spawned relay, space-separated")
+	fs.StringVar(&c.RelayFlags, "relay-flags", "", "extra flags for the spawned relay (each node), space-separated")
+	fs.IntVar(&c.SpawnNodes, "spawn-nodes", 0, "with --spawn-relay: start a cluster of this many relay nodes (--cluster-addr and --cluster-peers on free loopback ports) and spread each user's devices over them")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the tool's own CPU profile to this file (with one worker process)")
-	fs.StringVar(&c.RelayLog, "relay-log", "", "file to write the spawned relay's log to (default: kept in memory, tail shown on failure)")
+	fs.StringVar(&c.RelayLog, "relay-log", "", "file to write the spawned relay's log to; with --spawn-nodes, one file per node, -nodeN added before the extension (default: kept in memory, tail shown on failure)")
 	return fs
 }
 
@@ -157,14 +165,21 @@ func (c *Config) validate() error {
 		return errors.New("--connect-timeout must be positive")
 	case c.Devices > 1000:
 		return errors.New("--devices must be at most 1000")
+	case c.SpawnNodes < 0 || c.SpawnNodes > maxNodes:
+		return fmt.Errorf("--spawn-nodes must be between 0 and %d", maxNodes)
+	case c.SpawnNodes > 0 && c.SpawnRelay == "":
+		return errors.New("--spawn-nodes needs --spawn-relay")
 	}
-	if c.URL != "" {
-		if err := loopbackURL(c.URL, "ws"); err != nil {
+	for _, u := range splitList(c.URL) {
+		if err := loopbackURL(u, "ws"); err != nil {
 			return fmt.Errorf("--url: %w", err)
 		}
 	}
-	if c.MetricsURL != "" {
-		if err := loopbackURL(c.MetricsURL, "http"); err != nil {
+	if c.URL != "" && len(splitList(c.URL)) == 0 {
+		return errors.New("--url: no URL in the list")
+	}
+	for _, u := range splitList(c.MetricsURL) {
+		if err := loopbackURL(u, "http"); err != nil {
 			return fmt.Errorf("--metrics-url: %w", err)
 		}
 	}
@@ -175,6 +190,22 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--procs %d is more than --users %d: each worker owns whole users", c.Procs, c.Users)
 	}
 	return nil
+}
+
+// maxNodes bounds --spawn-nodes: a cluster soak is a few nodes on one
+// machine, not a fleet.
+const maxNodes = 16
+
+// splitList splits a comma-separated list, dropping blanks around and
+// between the commas.
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
 }
 
 // loopbackURL accepts only plain URLs to 127.0.0.1 or localhost: the tool

@@ -121,6 +121,12 @@ func (d *device) sequenced() bool { return d.id.storeJS != nil }
 // every push of its peers.
 func (d *device) live() bool { return d.bound.Load() && !d.severed.Load() }
 
+// url is the relay node this device connects to.
+func (d *device) url() string {
+	urls := d.w.spec.URLs
+	return urls[nodeFor(d.u.index, d.idx, len(urls))]
+}
+
 // open dials, starts the reader and binds with a pull; it returns once the
 // pull_response arrived, or records why the device could not connect.
 func (d *device) open(ctx context.Context) {
@@ -129,7 +135,7 @@ func (d *device) open(ctx context.Context) {
 	defer cancel()
 	dialer := ws.Dialer{Timeout: d.w.spec.ConnectTimeout, ReadBufferSize: 1024, WriteBufferSize: 1024}
 	token := url.QueryEscape(d.u.spec.Token)
-	conn, br, _, err := dialer.Dial(ctx, d.w.spec.URL+"?token="+token)
+	conn, br, _, err := dialer.Dial(ctx, d.url()+"?token="+token)
 	if err != nil {
 		// Tokens are never shown, even inside an error that quotes the URL.
 		msg := strings.ReplaceAll(err.Error(), token, "<token>")

@@ -101,7 +101,11 @@ func startProgress(cfg *Config, b *progressBoard, smp *sampler, out io.Writer, s
 					p.Duplicated, p.Reordered, p.Foreign, p.Errors, p.Closes, p.ConnectErrors)
 				if smp != nil {
 					if s, ok := smp.latest(); ok {
-						line += fmt.Sprintf(" | relay rss %.0f MiB goroutines %.0f", s.RSS/(1<<20), s.Goroutines)
+						who := "relay"
+						if n := len(smp.urls); n > 1 {
+							who = fmt.Sprintf("%d relays", n) // sums over the nodes
+						}
+						line += fmt.Sprintf(" | %s rss %.0f MiB goroutines %.0f", who, s.RSS/(1<<20), s.Goroutines)
 					}
 				}
 				fmt.Fprintln(out, line)
@@ -143,7 +147,11 @@ func writeSummary(w io.Writer, r *Result) {
 	}
 	fmt.Fprintf(w, "  errors %s  closes %s  anomalies %s\n", pairs(r.Errors), pairs(r.Closes), pairs(r.Anomalies))
 	if r.ServerPeakRSS != nil {
-		fmt.Fprintf(w, "  relay        peak RSS %.1f MiB (start %.1f MiB)", float64(*r.ServerPeakRSS)/(1<<20), float64(deref64(r.ServerStartRSS))/(1<<20))
+		who := "relay       "
+		if len(r.ServerNodes) > 1 {
+			who = "relays (sum)"
+		}
+		fmt.Fprintf(w, "  %s peak RSS %.1f MiB (start %.1f MiB)", who, float64(*r.ServerPeakRSS)/(1<<20), float64(deref64(r.ServerStartRSS))/(1<<20))
 		if r.ServerRSSPerConn != nil {
 			fmt.Fprintf(w, ", %d B RSS per connection with %.0f MiB held", *r.ServerRSSPerConn, float64(deref64(r.ServerHeldRSS))/(1<<20))
 		}
@@ -155,6 +163,17 @@ func writeSummary(w io.Writer, r *Result) {
 		}
 		if r.ServerCPUPerDelivery != nil {
 			fmt.Fprintf(w, " (%.2f µs per delivered message)", *r.ServerCPUPerDelivery)
+		}
+		fmt.Fprintln(w)
+	}
+	for i, n := range r.ServerNodes {
+		fmt.Fprintf(w, "    node %d     %s: peak RSS %.1f MiB, peak goroutines %d, peak connections %d",
+			i, n.URL, float64(deref64(n.PeakRSS))/(1<<20), deref64(n.PeakGoroutines), deref64(n.PeakConns))
+		if n.CPUSeconds != nil {
+			fmt.Fprintf(w, ", CPU %.1f s", *n.CPUSeconds)
+		}
+		if n.Failures > 0 {
+			fmt.Fprintf(w, ", %d samples failed", n.Failures)
 		}
 		fmt.Fprintln(w)
 	}

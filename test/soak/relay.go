@@ -24,9 +24,10 @@ const (
 // relayProc is a relay binary the tool started for the run.
 type relayProc struct {
 	cmd    *exec.Cmd
-	addr   string
+	addr   string      // host:port it listens on, set by waitListening
+	addrCh chan string // the address as logged, written by the log reader
 	exited chan struct{}
-	code   int
+	code   int // exit code, written before exited is closed
 
 	mu   sync.Mutex
 	tail []string // last lines of its log
@@ -34,11 +35,24 @@ type relayProc struct {
 }
 
 // startRelay runs the relay at path on 127.0.0.1 with a random port and the
-// given secret, and waits until its log says where it listens. The secret
+// given secret, and waits until its log says where it listens.
+func startRelay(path, secret, extraFlags string, logOut io.Writer) (*relayProc, error) {
+	r, err := spawnRelay(path, secret, append(baseRelayArgs(), strings.Fields(extraFlags)...), logOut)
+	if err != nil {
+		return nil, err
+	}
+	return r, r.waitListening(relayStartTimeout)
+}
+
+// baseRelayArgs are the flags every spawned relay gets first: a random
+// port on loopback, and logs the tool can read.
+func baseRelayArgs() []string { return []string{"--addr", "127.0.0.1:0", "--log-format", "json"} }
+
+// spawnRelay starts the relay at path with args and returns at once; its
+// address arrives once it logs that it listens (waitListening). The secret
 // travels in the environment, not the command line; the caller's RELAY_
 // variables are dropped so that only what the tool asks for applies.
-func startRelay(path, secret, extraFlags string, logOut io.Writer) (*relayProc, error) {
-	args := append([]string{"--addr", "127.0.0.1:0", "--log-format", "json"}, strings.Fields(extraFlags)...)
+func spawnRelay(path, secret string, args []string, logOut io.Writer) (*relayProc, error) {
 	cmd := exec.Command(path, args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "RELAY_") {
@@ -54,8 +68,7 @@ func startRelay(path, secret, extraFlags string, logOut io.Writer) (*relayProc, 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start relay %s: %w", path, err)
 	}
-	r := &relayProc{cmd: cmd, exited: make(chan struct{}), log: logOut}
-	addrCh := make(chan string, 1)
+	r := &relayProc{cmd: cmd, exited: make(chan struct{}), log: logOut, addrCh: make(chan string, 1)}
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
@@ -70,7 +83,7 @@ func startRelay(path, secret, extraFlags string, logOut io.Writer) (*relayProc, 
 			}
 			if json.Unmarshal([]byte(line), &l) == nil && l.Message == "listening" && l.Addr != "" {
 				select {
-				case addrCh <- l.Addr:
+				case r.addrCh <- l.Addr:
 				default:
 				}
 			}
@@ -82,15 +95,21 @@ func startRelay(path, secret, extraFlags string, logOut io.Writer) (*relayProc, 
 		r.code = cmd.ProcessState.ExitCode()
 		close(r.exited)
 	}()
+	return r, nil
+}
+
+// waitListening waits until the relay logs its address; a relay that exits
+// first, or stays silent past the timeout (then it is killed), is an error.
+func (r *relayProc) waitListening(timeout time.Duration) error {
 	select {
-	case r.addr = <-addrCh:
-		return r, nil
+	case r.addr = <-r.addrCh:
+		return nil
 	case <-r.exited:
-		return nil, fmt.Errorf("relay exited with %d before listening:\n%s", r.code, r.logTail())
-	case <-time.After(relayStartTimeout):
-		_ = cmd.Process.Kill()
+		return fmt.Errorf("relay exited with %d before listening:\n%s", r.code, r.logTail())
+	case <-time.After(timeout):
+		_ = r.cmd.Process.Kill()
 		<-r.exited
-		return nil, fmt.Errorf("relay did not log that it listens within %v:\n%s", relayStartTimeout, r.logTail())
+		return fmt.Errorf("relay did not log that it listens within %v:\n%s", timeout, r.logTail())
 	}
 }
 

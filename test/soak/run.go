@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -91,31 +92,14 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Result, error) {
 		fmt.Fprintf(stderr, "soak: warning: %s\n", w)
 	}
 
-	var relay *relayProc
+	var relays []*relayProc
 	if cfg.SpawnRelay != "" {
-		if cfg.Secret == "" {
-			cfg.Secret = randomHex(32)
-		}
-		var logOut io.Writer
-		if cfg.RelayLog != "" {
-			f, err := os.Create(cfg.RelayLog)
-			if err != nil {
-				return nil, fmt.Errorf("relay log: %w", err)
-			}
-			defer f.Close()
-			logOut = f
-		}
 		var err error
-		if relay, err = startRelay(cfg.SpawnRelay, cfg.Secret, cfg.RelayFlags, logOut); err != nil {
+		if relays, err = spawn(&cfg, stderr); err != nil {
 			return nil, err
 		}
-		// Whatever happens next, the relay does not outlive the run.
-		defer func() { _, _ = relay.stop() }()
-		cfg.URL = "ws://" + relay.addr + syncPath
-		if cfg.MetricsURL == "" {
-			cfg.MetricsURL = "http://" + relay.addr + "/metrics"
-		}
-		fmt.Fprintf(stderr, "soak: relay %s listening on %s\n", cfg.SpawnRelay, relay.addr)
+		// Whatever happens next, the relays do not outlive the run.
+		defer func() { _, _ = stopNodes(relays) }()
 	}
 
 	users, err := makeUsers(&cfg)
@@ -129,7 +113,7 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Result, error) {
 	defer stopSampler()
 	smpDone := make(chan struct{})
 	if cfg.MetricsURL != "" {
-		smp = newSampler(cfg.MetricsURL)
+		smp = newSampler(splitList(cfg.MetricsURL))
 		go func() { defer close(smpDone); smp.run(smpCtx) }()
 	} else {
 		close(smpDone)
@@ -177,16 +161,98 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Result, error) {
 		}
 	}
 	res.ClientCPUSeconds += cpuSeconds() // this process; workers added their own
-	if relay != nil {
-		// Even an interrupted run lets the relay drain: its exit is part of the check.
-		code, err := relay.stop()
-		res.RelayExitCode = &code
-		if err != nil || code != 0 {
-			fmt.Fprintf(stderr, "soak: relay exit %d (%v); its log ends with:\n%s\n", code, err, relay.logTail())
+	if len(relays) > 0 {
+		// Even an interrupted run lets the relays drain: their exit is part of the check.
+		codes, errs := stopNodes(relays)
+		worst := 0
+		for i, code := range codes {
+			if worst == 0 {
+				worst = code
+			}
+			if errs[i] != nil || code != 0 {
+				fmt.Fprintf(stderr, "soak: %s exit %d (%v); its log ends with:\n%s\n", nodeName(i, len(relays)), code, errs[i], relays[i].logTail())
+			}
+		}
+		res.RelayExitCode = &worst
+		if cfg.SpawnNodes > 0 {
+			res.RelayExitCodes = codes
 		}
 	}
 	res.judge(int64(cfg.connsTotal()))
 	return res, nil
+}
+
+// spawn starts the relay, or the nodes of a cluster, for the run and points
+// cfg at them: the sync URLs, the metrics URLs and a fresh secret unless
+// one was given.
+func spawn(cfg *Config, stderr io.Writer) ([]*relayProc, error) {
+	if cfg.Secret == "" {
+		cfg.Secret = randomHex(32)
+	}
+	var files []*os.File
+	// The files stay open while the relays log; a relay's log reader ends
+	// when the relay exits, and Run stops the relays before it returns.
+	logOut := func(i int) io.Writer {
+		if cfg.RelayLog == "" {
+			return nil
+		}
+		path := cfg.RelayLog
+		if cfg.SpawnNodes > 0 {
+			path = nodeLogPath(path, i)
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "soak: relay log: %v (kept in memory only)\n", err)
+			return nil
+		}
+		files = append(files, f)
+		return f
+	}
+	closeFiles := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	var relays []*relayProc
+	if cfg.SpawnNodes > 0 {
+		var err error
+		if relays, err = spawnNodes(cfg.SpawnRelay, cfg.Secret, cfg.SpawnNodes, cfg.RelayFlags, logOut); err != nil {
+			closeFiles() // the nodes have exited
+			return nil, err
+		}
+	} else {
+		r, err := startRelay(cfg.SpawnRelay, cfg.Secret, cfg.RelayFlags, logOut(0))
+		if err != nil {
+			closeFiles()
+			return nil, err
+		}
+		relays = []*relayProc{r}
+	}
+	var urls, metrics []string
+	for i, r := range relays {
+		urls = append(urls, "ws://"+r.addr+syncPath)
+		metrics = append(metrics, "http://"+r.addr+"/metrics")
+		fmt.Fprintf(stderr, "soak: %s %s listening on %s\n", nodeName(i, len(relays)), cfg.SpawnRelay, r.addr)
+	}
+	cfg.URL = strings.Join(urls, ",")
+	if cfg.MetricsURL == "" {
+		cfg.MetricsURL = strings.Join(metrics, ",")
+	}
+	go func() {
+		// Closed once every relay has exited and its log reader is done.
+		for _, r := range relays {
+			<-r.exited
+		}
+		closeFiles()
+	}()
+	return relays, nil
+}
+
+func nodeName(i, n int) string {
+	if n == 1 {
+		return "relay"
+	}
+	return "relay node " + strconv.Itoa(i)
 }
 
 func startCPUProfile(path string) (stop func(), err error) {
@@ -236,7 +302,7 @@ func split(cfg *Config, users []userSpec, runID string) []workerSpec {
 	for i := range specs {
 		lo, hi := i*len(users)/n, (i+1)*len(users)/n
 		specs[i] = workerSpec{
-			Index: i, URL: cfg.URL, RunID: runID, FirstUser: lo, Users: users[lo:hi],
+			Index: i, URLs: splitList(cfg.URL), RunID: runID, FirstUser: lo, Users: users[lo:hi],
 			Devices: cfg.Devices, Rate: cfg.Rate * float64(hi-lo) / float64(len(users)),
 			EventsPerPush: cfg.EventsPerPush, EventBytes: cfg.EventBytes,
 			Duration: cfg.Duration, Ramp: cfg.Ramp, Drain: cfg.Drain, Idle: cfg.Idle,

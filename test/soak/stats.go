@@ -273,8 +273,15 @@ type Result struct {
 	ServerCPUSeconds     *float64 `json:"server_cpu_seconds,omitempty"`
 	ServerCPUPerDelivery *float64 `json:"server_cpu_us_per_delivery,omitempty"`
 	ServerSamples        int      `json:"server_samples,omitempty"`
-	RelayExitCode        *int     `json:"relay_exit_code,omitempty"`
-	ClientCPUSeconds     float64  `json:"client_cpu_seconds"`
+	// ServerNodes are each node's figures when more than one was sampled;
+	// the Server fields above are then sums over the nodes (peaks of the
+	// sums, taken at the seconds when every node answered).
+	ServerNodes   []NodeFigures `json:"server_nodes,omitempty"`
+	RelayExitCode *int          `json:"relay_exit_code,omitempty"`
+	// RelayExitCodes are the nodes' exit codes with --spawn-nodes;
+	// RelayExitCode is then the first that is not 0, or 0.
+	RelayExitCodes   []int   `json:"relay_exit_codes,omitempty"`
+	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
 }
 
 // merge folds the workers' results into r.

@@ -15,7 +15,7 @@ import (
 // with one process) carries: whole users, so that every check is local.
 type workerSpec struct {
 	Index              int           `json:"index"`
-	URL                string        `json:"url"`
+	URLs               []string      `json:"urls"` // the nodes; a user's devices are spread over them by nodeFor
 	RunID              string        `json:"run_id"`
 	FirstUser          int           `json:"first_user"`
 	Users              []userSpec    `json:"users"`
@@ -87,6 +87,14 @@ func newWorker(spec workerSpec, errOut io.Writer) *worker {
 	}
 	return w
 }
+
+// nodeFor is the node, of n, that device d of user u connects to. Device d
+// of user u goes to node (u+d) mod n: every user with two devices or more
+// has them on different nodes, so that delivery between nodes is what the
+// run checks, and the rotation by user keeps the nodes evenly loaded when
+// the devices are not a multiple of the nodes (4 devices on 3 nodes would
+// otherwise put half of all connections on the first).
+func nodeFor(u, d, n int) int { return (u + d) % n }
 
 func (w *worker) setPhase(p string) { w.phase.Store(&p) }
 
