@@ -59,7 +59,7 @@ func TestRelayedPushAllocations(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	perPush := float64(after.Mallocs-before.Mallocs) / pushes
 	t.Logf("%.2f allocations per relayed push to %d peers", perPush, peers)
-	if perPush > 3 {
+	if perPush > 3 && !raceEnabled {
 		t.Errorf("%.2f allocations per relayed push to %d peers; the path should need about one", perPush, peers)
 	}
 }

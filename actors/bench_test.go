@@ -22,7 +22,7 @@ type countingSocket struct {
 	done   chan struct{}
 }
 
-func (s *countingSocket) WriteFrames(f [][]byte) error {
+func (s *countingSocket) Write(f [][]byte) (int, error) {
 	n := s.frames.Add(int64(len(f)))
 	if t := s.target.Load(); t > 0 && n >= t {
 		select {
@@ -30,11 +30,17 @@ func (s *countingSocket) WriteFrames(f [][]byte) error {
 		default:
 		}
 	}
-	return nil
+	b := 0
+	for _, x := range f {
+		b += len(x)
+	}
+	return b, nil
 }
-func (s *countingSocket) WriteClose(uint16, string) error { return nil }
-func (s *countingSocket) Close() error                    { return nil }
-func (s *countingSocket) RemoteAddr() string              { return "bench" }
+func (s *countingSocket) Wait(_ bool, ready func(error))   { go ready(nil) }
+func (s *countingSocket) Shut()                            {}
+func (s *countingSocket) CloseFrame(uint16, string) []byte { return nil }
+func (s *countingSocket) Close() error                     { return nil }
+func (s *countingSocket) RemoteAddr() string               { return "bench" }
 
 func newBenchSystem(b testing.TB) *System {
 	sys, err := NewSystem(Config{Logger: zerolog.New(io.Discard), Metrics: NewMetrics(prometheus.NewRegistry()),

@@ -564,11 +564,16 @@ func (e *endpoint) attach(m *clusterpb.Attach) clusterpb.AttachReply_Result {
 		return clusterpb.AttachReply_UNAVAILABLE
 	}
 	now := s.cfg.Now()
-	c := &conn{id: s.nextID.Add(1), user: m.User, room: r.room, sys: s, opened: now, proxy: true}
+	c := &conn{id: s.nextID.Add(1), user: m.User, room: r.room, roomDisp: r.disp, sys: s, opened: now, proxy: true}
 	c.sock = &remoteSocket{n: n, c: c, node: m.Node, conn: m.Conn, edge: actor.NewPID(m.Node, m.Edge)}
 	c.lastRead.Store(now.UnixNano())
 	s.conns.Add(1)
-	c.pid = s.root.Spawn(s.connProps)
+	if r.disp != nil {
+		// The room will wait for this proxy's node on each push
+		// (room.confirmRemote): not on a reader of this node.
+		r.disp.waits.Store(true)
+	}
+	c.pid = s.root.Spawn(s.proxyProps)
 	s.root.Send(c.pid, attach{c: c})
 	s.root.Send(r.room, &join{c: c})
 	e.proxies[key] = c
@@ -595,6 +600,9 @@ func inboundFrom(c *conn, m *clusterpb.Inbound) *inbound {
 		in.bindAs = &identity{clientID: m.ClientId, sessionID: m.SessionId}
 	}
 	if st := m.Store; st != nil {
+		if d := c.roomDisp; d != nil {
+			d.waits.Store(true) // the room will wait for the head keeper
+		}
 		in.store = &storeIn{id: st.Id, firstParent: st.FirstParent}
 		in.store.head.EventNumber, in.store.head.ClientID, in.store.head.SessionID = st.HeadEventNumber, st.HeadClientId, st.HeadSessionId
 	}
@@ -602,7 +610,10 @@ func inboundFrom(c *conn, m *clusterpb.Inbound) *inbound {
 }
 
 // remoteSocket is a proxy's socket: its writes go to the connection's edge.
-// Only the proxy's writer calls WriteFrames and WriteClose.
+// Only the proxy's writer calls Write, Wait, CloseFrame and Shut. Unlike a
+// local socket, a write waits for the edge's answer: proxies' writers run
+// on goroutines of their own (System.proxyProps), and a room with proxies
+// on one per run of its mailbox (endpoint.attach).
 type remoteSocket struct {
 	n        *clusterNode
 	c        *conn
@@ -616,9 +627,34 @@ type remoteSocket struct {
 
 var errEdgeGone = errors.New("the connection is gone on its node")
 
-// WriteFrames hands the frames to the edge and waits until they sit in the
-// connection's send queue there.
-func (r *remoteSocket) WriteFrames(frames [][]byte) error {
+// Write hands the frames to the edge and waits until they sit in the
+// connection's send queue there: it writes all or fails.
+func (r *remoteSocket) Write(frames [][]byte) (int, error) {
+	if err := r.deliver(frames); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, f := range frames {
+		n += len(f)
+	}
+	return n, nil
+}
+
+// Wait is never needed: Write takes everything or fails.
+func (r *remoteSocket) Wait(_ bool, ready func(error)) { go ready(nil) }
+
+// CloseFrame is nil: the edge writes the close frame for the proxy's
+// reason when Shut asks it to close.
+func (r *remoteSocket) CloseFrame(uint16, string) []byte { return nil }
+
+// Shut asks the edge to close the connection for the proxy's reason, once
+// every frame before has been delivered.
+func (r *remoteSocket) Shut() { r.sendClose() }
+
+func (r *remoteSocket) deliver(frames [][]byte) error {
+	if len(frames) == 0 {
+		return nil
+	}
 	if r.detached.Load() {
 		return errEdgeGone
 	}
@@ -643,12 +679,6 @@ func (r *remoteSocket) WriteFrames(frames [][]byte) error {
 	if d, ok := res.(*clusterpb.Delivered); !ok || !d.Ok {
 		return errEdgeGone
 	}
-	return nil
-}
-
-// WriteClose asks the edge to close the connection for the proxy's reason.
-func (r *remoteSocket) WriteClose(uint16, string) error {
-	r.sendClose()
 	return nil
 }
 

@@ -10,21 +10,33 @@ import (
 	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
-// Socket is the write side of one WebSocket connection.
+// Socket is the write side of one WebSocket connection. It never blocks:
+// a full socket says so, and says later when it takes bytes again.
 //
-// WriteFrames, WriteClose and RemoteAddr are called only by the
-// connection's actor, one call at a time, so they need no locking. Close
-// may be called from any goroutine, concurrently with the others and more
-// than once: by the actor, by a room aborting its connections at shutdown,
-// and by the server when the connection cannot be handed to its reader.
+// Write, Wait, CloseFrame, Shut and RemoteAddr are called only by the connection's
+// actor, one call at a time, so they need no locking. Close may be called
+// from any goroutine, concurrently with the others and more than once: by
+// the actor, by a room aborting its connections at shutdown, and by the
+// server when the connection cannot be handed to its reader.
 type Socket interface {
-	// WriteFrames writes complete frames in order, in as few system calls as
-	// it can, under the write deadline. It may modify frames.
-	WriteFrames(frames [][]byte) error
-	// WriteClose writes a close frame and half-closes the stream so the peer
-	// reads every frame before it, then gives the reader a short grace period
-	// to see the peer's reply.
-	WriteClose(code uint16, reason string) error
+	// Write writes complete frames in order, as many bytes of them as the
+	// socket takes without waiting, in as few system calls as it can, and
+	// returns how many bytes it wrote. Fewer than the frames hold, with a
+	// nil error, means the socket is full: Wait tells when to go on.
+	Write(frames [][]byte) (int, error)
+	// Wait calls ready once, from a goroutine of its own, when the socket
+	// takes bytes again (nil), or with an error: os.ErrDeadlineExceeded
+	// when it took none for the write timeout (shorter when closing is
+	// set), another when it was closed.
+	Wait(closing bool, ready func(error))
+	// CloseFrame is what to write behind every other frame to close the
+	// connection with code and reason: a WebSocket close frame, or nil
+	// for a socket that closes by itself in Shut.
+	CloseFrame(code uint16, reason string) []byte
+	// Shut follows the written close frame: it half-closes the stream so
+	// the peer reads every frame and then the end of the stream, and
+	// gives the reader a short grace period to see the peer's reply.
+	Shut()
 	// Close releases the socket. It unblocks the reader. Safe from any
 	// goroutine.
 	Close() error
@@ -39,14 +51,17 @@ type Socket interface {
 // connActor (connactor.go).
 type conn struct {
 	// Static after construction.
-	id      uint64
-	user    string
-	room    *actor.PID
-	pid     *actor.PID // set before the actor can receive anything addressed by others
-	sock    Socket
-	sys     *System
-	expires time.Time
-	opened  time.Time
+	id   uint64
+	user string
+	room *actor.PID
+	// roomDisp is the room's dispatcher when rooms run inline: a
+	// reader marks it before sending a message that makes the room wait.
+	roomDisp *roomDispatcher
+	pid      *actor.PID // set before the actor can receive anything addressed by others
+	sock     Socket
+	sys      *System
+	expires  time.Time
+	opened   time.Time
 	// proxy marks a connection whose socket is on another node of the
 	// cluster (cluster.go): its room is here, its reader and liveness there.
 	proxy bool

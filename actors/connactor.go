@@ -41,28 +41,55 @@ const (
 	maxBatchBytes  = 256 << 10 // bytes per writev
 )
 
-// batch is the frames waiting for one write. Borrowed from a pool while a
+// batch is the frames for one write. Borrowed from a pool while a
 // connection has something to write, so idle connections hold none.
 type batch struct {
 	bufs    [][]byte
 	scratch []byte
-	msgs    int64
+	next    int   // bufs[:next] are written; bufs[next] may be in part
+	msgs    int64 // what the batch counts in the send queue until handed to the socket
 	bytes   int64
+	close   bool // the last frame is the close frame
 }
+
+// advance drops the first n written bytes.
+func (b *batch) advance(n int) {
+	for n > 0 && b.next < len(b.bufs) {
+		f := b.bufs[b.next]
+		if n < len(f) {
+			b.bufs[b.next] = f[n:]
+			return
+		}
+		n -= len(f)
+		b.next++
+	}
+}
+
+// writable tells a connection actor whose socket was full that it takes
+// bytes again (err nil), or will not (err).
+type writable struct{ err error }
 
 // connActor owns one socket's write side. Frames arrive through its mailbox,
 // which is the connection's send queue; frames already waiting there are
-// written together in one system call. Its fields are its own: only
-// Receive, on the actor's goroutine, touches them. What other goroutines
-// share with it is in conn.
+// written together in one system call. It never waits for the socket: when
+// the socket is full, what is left waits in the actor (out, then held) and
+// the socket tells it through a writable message when to go on, so the
+// actor may run on whatever goroutine delivered its message (the inline
+// dispatcher). Its fields are its own: only Receive touches them, one
+// message at a time. What other goroutines share with it is in conn.
 type connActor struct {
-	c         *conn // set by the first message, attach
-	sys       *System
-	b         *batch
-	expiry    *time.Timer // armed only when the token expires within a sweep
-	closeSent bool        // a close frame was written, or the socket is beyond writing
-	broken    bool        // a write failed: the stream is no longer framed
-	readerOut bool        // the reader has stopped
+	c      *conn // set by the first message, attach
+	sys    *System
+	b      *batch      // frames still counted in the send queue, gathered for the next write
+	out    *batch      // handed to the socket and not all written: the socket is full
+	held   []*batch    // gathered while out waits, in order; still counted in the send queue
+	expiry *time.Timer // armed only when the token expires within a sweep
+	// closeSent: the close is under way here; nothing more is queued and
+	// the close frame (if the reason has one) follows what is written.
+	closeSent bool
+	shut      bool // the close frame is written, or the socket is beyond writing
+	broken    bool // a write failed: the stream is no longer framed
+	readerOut bool // the reader has stopped
 	stopping  bool
 	watching  bool // the room, for a peer's close it has to decide
 }
@@ -70,18 +97,27 @@ type connActor struct {
 func (a *connActor) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *inbound, *protocol.Error, *serverFrame, *ctrlFrame:
-		a.queue(m)
+		a.queue(ctx, m)
+	case writable:
+		if a.out == nil {
+			return // the output was abandoned meanwhile
+		}
+		if m.err != nil {
+			a.writeFailed(ctx, m.err)
+			return
+		}
+		a.write(ctx)
 	case closeNow:
-		a.flush()
+		a.flush(ctx)
 		a.writeClose(ctx)
 	case readerDone:
 		a.readerOut = true
 		switch {
 		case !a.c.peerClosed.Load() && a.c.reason.CompareAndSwap(0, uint32(ClosePeerGone)):
-			a.flush()
+			a.flush(ctx)
 			a.writeClose(ctx)
 		case a.closeSent:
-			a.writeClose(ctx) // the close is written: only stop
+			a.stopIfDone(ctx) // the close is under way: stop once it is written
 		}
 		// Otherwise the close is decided elsewhere (the room, for a peer's
 		// close frame) and its closeNow comes behind every frame queued
@@ -101,7 +137,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 	case barrier:
 		// Everything queued before it has been handed to the socket, which
 		// for a proxy means queued on its node.
-		a.flush()
+		a.flush(ctx)
 		m.done <- m.c
 	case armExpiry:
 		if a.expiry == nil && a.c.reason.Load() == 0 {
@@ -124,10 +160,10 @@ func (a *connActor) Receive(ctx actor.Context) {
 	}
 }
 
-func (a *connActor) queue(msg any) {
+func (a *connActor) queue(ctx actor.Context, msg any) {
 	c := a.c
 	n := cost(c, msg)
-	if a.closeSent {
+	if a.closeSent || a.broken {
 		c.queuedMsgs.Add(-1)
 		c.queuedBytes.Add(-n)
 		a.sys.metrics.SendQueue.Dec()
@@ -138,7 +174,7 @@ func (a *connActor) queue(msg any) {
 	}
 	b := a.b
 	if cap(b.scratch)-len(b.scratch) < maxServerFrame {
-		a.flush()
+		a.flush(ctx)
 		a.b = a.sys.batches.Get().(*batch)
 		b = a.b
 	}
@@ -178,46 +214,123 @@ func (a *connActor) queue(msg any) {
 	// this batch holds means more frames are already on their way: wait for
 	// them and write everything at once.
 	if c.queuedMsgs.Load() <= b.msgs || len(b.bufs) >= maxBatchFrames || b.bytes >= maxBatchBytes {
-		a.flush()
+		a.flush(ctx)
 	}
 }
 
-func (a *connActor) flush() {
+// flush hands the gathered frames to the socket, or, while the socket is
+// full, puts them behind what already waits.
+func (a *connActor) flush(ctx actor.Context) {
 	b := a.b
 	if b == nil {
 		return
 	}
 	a.b = nil
-	c := a.c
-	write := len(b.bufs) > 0 && !a.closeSent
-	if write {
-		a.sys.metrics.QueueDepth.Observe(float64(c.queuedMsgs.Load()))
+	switch {
+	case len(b.bufs) == 0 || a.closeSent || a.broken:
+		a.uncount(b)
+		a.recycle(b)
+	case a.out != nil:
+		a.held = append(a.held, b)
+	default:
+		a.send(ctx, b)
 	}
-	// The batch leaves the queue as it is handed to the socket, not when
-	// the write returns: the peer may read the frames long before that
-	// (loopback, a local proxy), and a peer that keeps up must not count as
-	// behind. A socket that stops taking bytes is caught by the write
-	// deadline instead.
+}
+
+// send hands b to the socket. The batch leaves the queue here, not once
+// it is written: the peer may read the frames long before that (loopback,
+// a local proxy), and a peer that keeps up must not count as behind. A
+// socket that stops taking bytes is caught by the write timeout instead,
+// and what queues up behind it meanwhile still counts.
+func (a *connActor) send(ctx actor.Context, b *batch) {
+	if b.msgs > 0 {
+		a.sys.metrics.QueueDepth.Observe(float64(a.c.queuedMsgs.Load()))
+	}
+	a.uncount(b)
+	a.out = b
+	a.write(ctx)
+}
+
+// uncount takes b out of the send queue's accounting.
+func (a *connActor) uncount(b *batch) {
+	c := a.c
 	c.queuedMsgs.Add(-b.msgs)
 	c.queuedBytes.Add(-b.bytes)
 	a.sys.metrics.SendQueue.Sub(float64(b.msgs))
-	if write {
+	b.msgs, b.bytes = 0, 0
+}
+
+func (a *connActor) recycle(b *batch) {
+	clear(b.bufs)
+	b.bufs, b.scratch, b.next, b.msgs, b.bytes, b.close = b.bufs[:0], b.scratch[:0], 0, 0, 0, false
+	a.sys.batches.Put(b)
+}
+
+// write writes out, then what is held behind it, as far as the socket
+// takes it now. When the socket is full it asks to be told when it takes
+// bytes again, and returns.
+func (a *connActor) write(ctx actor.Context) {
+	c := a.c
+	for a.out != nil {
+		b := a.out
+		n, err := c.sock.Write(b.bufs[b.next:])
+		if err != nil {
+			a.writeFailed(ctx, err)
+			return
+		}
+		b.advance(n)
+		if b.next < len(b.bufs) {
+			sys, pid := a.sys, c.pid
+			c.sock.Wait(a.closeSent, func(err error) { sys.root.Send(pid, writable{err: err}) })
+			return
+		}
 		frames := len(b.bufs)
-		if err := c.sock.WriteFrames(b.bufs); err != nil {
-			a.writeFailed(err)
-		} else {
-			c.msgsOut.Add(int64(frames))
+		if b.close {
+			frames = 0
+			a.shut = true
+			c.sock.Shut()
+		}
+		c.msgsOut.Add(int64(frames))
+		a.recycle(b)
+		a.out = nil
+		if len(a.held) > 0 {
+			next := a.held[0]
+			a.held[0] = nil
+			a.held = a.held[1:]
+			if len(a.held) == 0 {
+				a.held = nil
+			}
+			if next.msgs > 0 {
+				a.sys.metrics.QueueDepth.Observe(float64(c.queuedMsgs.Load()))
+			}
+			a.uncount(next)
+			a.out = next
 		}
 	}
-	clear(b.bufs)
-	b.bufs, b.scratch, b.msgs, b.bytes = b.bufs[:0], b.scratch[:0], 0, 0
-	a.sys.batches.Put(b)
+	a.stopIfDone(ctx)
+}
+
+// abandon drops every frame not yet written.
+func (a *connActor) abandon() {
+	if a.out != nil {
+		a.recycle(a.out)
+		a.out = nil
+	}
+	for _, b := range a.held {
+		a.uncount(b)
+		a.recycle(b)
+	}
+	a.held = nil
 }
 
 // writeFailed handles a socket that could not take a write in time or at
 // all. The stream may hold part of a frame now, so nothing more is written.
-func (a *connActor) writeFailed(err error) {
+func (a *connActor) writeFailed(ctx actor.Context, err error) {
 	a.broken = true
+	a.abandon()
+	if a.closeSent {
+		a.shut = true
+	}
 	r := ClosePeerGone
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		r = CloseSlowConsumer
@@ -226,25 +339,43 @@ func (a *connActor) writeFailed(err error) {
 		a.sys.metrics.SlowConsumers.Inc()
 	}
 	_ = a.c.sock.Close() // unblocks the reader
+	a.stopIfDone(ctx)
 }
 
-// writeClose sends the close frame once, then waits for the reader to stop
-// before the socket is released and the actor ends.
+// writeClose puts the close frame behind every frame already handed to the
+// socket, once; the actor ends when it is written and the reader has
+// stopped, so that the socket is released last.
 func (a *connActor) writeClose(ctx actor.Context) {
 	c := a.c
 	if !a.closeSent {
 		a.closeSent = true
 		r := c.closeReason()
 		if !a.broken && r.sendsFrame() {
-			if err := c.sock.WriteClose(c.closeCode(), r.Text()); err != nil {
-				a.broken = true
-				_ = c.sock.Close()
+			b := a.sys.batches.Get().(*batch)
+			if f := c.sock.CloseFrame(c.closeCode(), r.Text()); f != nil {
+				b.bufs = append(b.bufs, f)
 			}
-		} else if !a.readerOut {
+			b.close = true
+			if a.out != nil {
+				a.held = append(a.held, b)
+			} else {
+				a.send(ctx, b)
+			}
+			return // send stops the actor when it is done
+		}
+		a.abandon()
+		a.shut = true
+		if !a.readerOut {
 			_ = c.sock.Close()
 		}
 	}
-	if a.readerOut && !a.stopping {
+	a.stopIfDone(ctx)
+}
+
+// stopIfDone stops the actor once the close is written (or beyond writing)
+// and the reader has stopped.
+func (a *connActor) stopIfDone(ctx actor.Context) {
+	if a.shut && a.readerOut && !a.stopping {
 		a.stopping = true
 		ctx.Stop(ctx.Self())
 	}
@@ -262,21 +393,24 @@ func relayKind(t protocol.Type) outKind {
 
 func (a *connActor) stop(ctx actor.Context) {
 	c := a.c
+	a.stopping = true
 	if a.expiry != nil {
 		a.expiry.Stop()
 	}
-	if a.b != nil {
-		a.flush()
+	a.flush(ctx)
+	if !a.readerOut || !a.shut {
+		// Stopped by the supervisor after a failure: a close frame, if
+		// the stream is between frames and the socket takes it at once.
+		if c.reason.CompareAndSwap(0, uint32(CloseInternal)) && !a.closeSent && !a.broken && a.out == nil {
+			if f := c.sock.CloseFrame(CloseInternal.Code(), CloseInternal.Text()); f != nil {
+				_, _ = c.sock.Write([][]byte{f})
+			}
+		}
 	}
+	a.abandon()
 	c.dropQueue()
 	if a.watching {
 		ctx.Unwatch(c.room) // the room may live on; drop its record of this actor
-	}
-	if !a.readerOut || !a.closeSent {
-		// Stopped by the supervisor after a failure.
-		if c.reason.CompareAndSwap(0, uint32(CloseInternal)) && !a.closeSent && !a.broken {
-			_ = c.sock.WriteClose(CloseInternal.Code(), CloseInternal.Text())
-		}
 	}
 	_ = c.sock.Close()
 	ctx.Send(c.room, &leave{c: c})

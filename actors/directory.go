@@ -24,6 +24,7 @@ type admit struct {
 
 type admitReply struct {
 	room *actor.PID
+	disp *roomDispatcher // nil unless rooms run inline
 	err  error
 }
 
@@ -69,25 +70,33 @@ func (d *directory) admit(ctx actor.Context, m *admit) admitReply {
 	}
 	if m.proxy {
 		e.proxies++
-		return admitReply{room: e.pid}
+		return admitReply{room: e.pid, disp: e.disp}
 	}
 	e.conns++
 	st.total++
-	return admitReply{room: e.pid}
+	return admitReply{room: e.pid, disp: e.disp}
 }
 
 // spawn starts user's room, or its edge when edge names another owner.
 func (d *directory) spawn(ctx actor.Context, user, edge string) *roomEntry {
 	e := &roomEntry{edge: edge}
 	if edge == "" {
-		props := actor.PropsFromProducer(func() actor.Actor { return newRoom(d.sys, user) }, d.sys.roomOpts...)
+		opts := d.sys.roomOpts
+		if d.sys.cfg.RoomDispatcher == DispatchInline {
+			e.disp = &roomDispatcher{throughput: d.sys.cfg.RoomThroughput}
+			opts = append(opts[:len(opts):len(opts)], actor.WithDispatcher(e.disp))
+		}
+		props := actor.PropsFromProducer(func() actor.Actor { return newRoom(d.sys, user) }, opts...)
 		e.pid = ctx.Spawn(props)
 		d.sys.metrics.Rooms.Inc()
 		if cl := d.sys.cl; cl != nil {
 			cl.m.ownedRooms.Inc()
 		}
 	} else {
-		props := actor.PropsFromProducer(func() actor.Actor { return newEdge(d.sys, user, edge) }, d.sys.roomOpts...)
+		// An edge forwards to the owner node: a goroutine per mailbox run,
+		// whatever rooms do.
+		opts := append(d.sys.roomOpts[:len(d.sys.roomOpts):len(d.sys.roomOpts)], actor.WithDispatcher(actor.NewDefaultDispatcher(d.sys.cfg.RoomThroughput)))
+		props := actor.PropsFromProducer(func() actor.Actor { return newEdge(d.sys, user, edge) }, opts...)
 		e.pid = ctx.Spawn(props)
 	}
 	d.state.rooms[user] = e
@@ -109,9 +118,10 @@ type roomEntry struct {
 	pid   *actor.PID
 	conns int // admitted connections of this node
 	// Cluster mode only.
-	proxies int    // connections held by other nodes (a room's)
-	edge    string // the owner's address when this is an edge, not a room
-	moving  bool   // closing its connections: the owner has changed
+	proxies int             // connections held by other nodes (a room's)
+	edge    string          // the owner's address when this is an edge, not a room
+	moving  bool            // closing its connections: the owner has changed
+	disp    *roomDispatcher // the room's, when rooms run inline
 }
 
 // directoryState is the directory's bookkeeping: each user's room and

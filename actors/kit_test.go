@@ -3,6 +3,7 @@ package actors
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/livestore-relay/livestore-relay/transport/wsframe"
 )
 
 // A kit for driving the routing layer through its public surface (Admit,
@@ -22,13 +25,13 @@ import (
 
 // written is one thing a fake socket was asked to do.
 type written struct {
-	op      ws.OpCode // a frame's opcode; ws.OpClose for WriteClose
+	op      ws.OpCode // a frame's opcode
 	payload []byte
-	code    uint16 // WriteClose's code
+	code    uint16 // a close frame's code
 	closed  bool   // Close: the socket was released
 }
 
-// fakeSocket records writes in order. Once stalled, WriteFrames waits
+// fakeSocket records writes in order. Once stalled, it takes no bytes
 // until released, like a client that stopped reading.
 type fakeSocket struct {
 	events  chan written
@@ -40,25 +43,43 @@ func newFakeSocket() *fakeSocket {
 	return &fakeSocket{events: make(chan written, 4096), release: make(chan struct{})}
 }
 
-func (s *fakeSocket) WriteFrames(frames [][]byte) error {
+func (s *fakeSocket) Write(frames [][]byte) (int, error) {
 	if s.stalled.Load() {
-		<-s.release
+		select {
+		case <-s.release:
+		default:
+			return 0, nil
+		}
 	}
+	n := 0
 	for _, f := range frames {
+		n += len(f)
 		r := bytes.NewReader(f)
 		h, err := ws.ReadHeader(r)
 		if err != nil || h.Masked || !h.Fin || int64(r.Len()) != h.Length {
 			panic(fmt.Sprintf("not one final unmasked server frame: %q (%v)", f, err))
 		}
-		s.events <- written{op: h.OpCode, payload: bytes.Clone(f[len(f)-r.Len():])}
+		w := written{op: h.OpCode, payload: bytes.Clone(f[len(f)-r.Len():])}
+		if h.OpCode == ws.OpClose && len(w.payload) >= 2 {
+			w.code = binary.BigEndian.Uint16(w.payload)
+		}
+		s.events <- w
 	}
-	return nil
+	return n, nil
 }
 
-func (s *fakeSocket) WriteClose(code uint16, _ string) error {
-	s.events <- written{op: ws.OpClose, code: code}
-	return nil
+func (s *fakeSocket) Wait(_ bool, ready func(error)) {
+	go func() {
+		<-s.release
+		ready(nil)
+	}()
 }
+
+func (s *fakeSocket) CloseFrame(code uint16, reason string) []byte {
+	return wsframe.Close(code, reason)
+}
+
+func (s *fakeSocket) Shut() {}
 
 func (s *fakeSocket) Close() error {
 	s.events <- written{closed: true}

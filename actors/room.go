@@ -42,28 +42,26 @@ type pullRequest struct {
 // so routing needs no locks: the peer table and the pending peer_pulls are
 // its private state.
 type room struct {
-	sys        *System
-	user       string
-	self       *actor.PID
-	peers      map[*conn]*peer
-	bound      []*peer // relay order: binding order
-	byIdentity map[identity]*peer
-	pending    map[string][]*pullRequest // by requestId; usually one each
-	slow       []*peer                   // scratch for one fan-out
-	remote     []*peer                   // scratch: proxies that got the current push (cluster.go)
-	relayed    uint64                    // pushes with events seen; the loss-injection build drops by it
-	stores     map[string]*storeRoute    // sequenced stores with a joined peer (store.go)
-	op         heads.Op                  // the room's one request to the head keeper, reused
+	sys     *System
+	user    string
+	self    *actor.PID
+	peers   map[*conn]*peer
+	bound   []*peer                   // relay order: binding order
+	pending map[string][]*pullRequest // by requestId; usually one each
+	slow    []*peer                   // scratch for one fan-out
+	remote  []*peer                   // scratch: proxies that got the current push (cluster.go)
+	relayed uint64                    // pushes with events seen; the loss-injection build drops by it
+	stores  map[string]*storeRoute    // sequenced stores with a joined peer (store.go)
+	op      heads.Op                  // the room's one request to the head keeper, reused
 }
 
 func newRoom(sys *System, user string) *room {
 	return &room{
-		sys:        sys,
-		user:       user,
-		peers:      make(map[*conn]*peer),
-		byIdentity: make(map[identity]*peer),
-		pending:    make(map[string][]*pullRequest),
-		stores:     make(map[string]*storeRoute),
+		sys:   sys,
+		user:  user,
+		peers: make(map[*conn]*peer),
+		// pending and stores are made on their first entry:
+		// most rooms never have a pending peer_pull or a sequenced store.
 	}
 }
 
@@ -165,12 +163,15 @@ func (r *room) handle(ctx actor.Context, m *inbound) {
 }
 
 func (r *room) bind(p *peer, id identity) {
-	if old := r.byIdentity[id]; old != nil && old != p {
+	// Bound identities are distinct, and a user has few connections
+	// (--max-conns-per-user): a scan finds the one to replace without a
+	// map per room.
+	if i := slices.IndexFunc(r.bound, func(q *peer) bool { return q.id == id }); i >= 0 && r.bound[i] != p {
+		old := r.bound[i]
 		old.c.close(CloseReplaced)
 		r.unbind(old)
 	}
 	p.id, p.bound = id, true
-	r.byIdentity[id] = p
 	r.bound = append(r.bound, p)
 }
 
@@ -183,9 +184,6 @@ func (r *room) unbind(p *peer) {
 	p.bound = false
 	if i := slices.Index(r.bound, p); i >= 0 {
 		r.bound = slices.Delete(r.bound, i, i+1)
-	}
-	if r.byIdentity[p.id] == p {
-		delete(r.byIdentity, p.id)
 	}
 	r.leaveStores(p)
 	var ended []*pullRequest
@@ -373,6 +371,9 @@ func (r *room) peerPull(ctx actor.Context, p *peer, m *inbound) {
 	// idempotent), so a timer that fires as it is stopped does no harm.
 	req.timer = time.AfterFunc(r.sys.cfg.PeerPullTimeout, func() { r.sys.root.Send(self, &expire{req: req}) })
 	p.requests++
+	if r.pending == nil {
+		r.pending = make(map[string][]*pullRequest)
+	}
 	r.pending[req.id] = append(r.pending[req.id], req)
 }
 

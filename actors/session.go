@@ -145,6 +145,9 @@ func (s *Session) Text(buf []byte, now time.Time) {
 	}
 	if m.StoreID != nil {
 		in.store = &storeIn{id: string(m.StoreID)}
+		if d := c.roomDisp; d != nil {
+			d.waits.Store(true) // the room will wait for the head keeper: not on this reader
+		}
 	}
 	switch m.Type {
 	case protocol.TypePush:

@@ -92,6 +92,9 @@ func (r *room) joinStore(ctx actor.Context, p *peer, m *inbound) {
 	route := r.stores[m.storeID()]
 	if route == nil {
 		route = &storeRoute{}
+		if r.stores == nil {
+			r.stores = make(map[string]*storeRoute)
+		}
 		r.stores[m.storeID()] = route
 	}
 	if !slices.Contains(p.stores, m.storeID()) {

@@ -34,12 +34,14 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/livestore-relay/livestore-relay/actors/clusterpb"
@@ -61,8 +63,34 @@ const (
 	DefaultPingInterval        = 30 * time.Second
 	DefaultRoomThroughput      = 300
 	DefaultConnThroughput      = 300
-	DefaultMailbox             = "ring"
+	DefaultMailbox             = MailboxCompact
+	DefaultRoomDispatcher      = DispatchInline
+	DefaultConnDispatcher      = DispatchInline
 	DefaultMaxStoresPerUser    = heads.DefaultMaxStoresPerUser
+)
+
+// Mailboxes: how an actor's messages wait for it.
+const (
+	// MailboxCompact holds nothing while empty and takes a message that
+	// finds it empty without allocating (mailbox.go).
+	MailboxCompact = "compact"
+	// MailboxRing is protoactor's default unbounded ring buffer.
+	MailboxRing = "ring"
+	// MailboxLockfree is protoactor's unbounded MPSC linked queue.
+	MailboxLockfree = "lockfree"
+)
+
+// Dispatchers: where an actor's mailbox runs when a message arrives for an
+// actor that is idle.
+const (
+	// DispatchGoroutine starts a goroutine for each run of the mailbox
+	// (protoactor's default dispatcher).
+	DispatchGoroutine = "goroutine"
+	// DispatchInline runs the mailbox on the goroutine that sent the
+	// message, at once; a message for an actor already running is queued
+	// for that run, as with any dispatcher, so the actor still handles one
+	// message at a time and in order.
+	DispatchInline = "inline"
 )
 
 // Config tunes the routing layer. The zero value of each field means the
@@ -82,13 +110,20 @@ type Config struct {
 	// handles before yielding its goroutine (protoactor dispatcher throughput).
 	RoomThroughput int // DefaultRoomThroughput
 	ConnThroughput int // DefaultConnThroughput
-	// Mailbox is "ring" (protoactor's default unbounded ring buffer) or
-	// "lockfree" (unbounded MPSC linked queue); "" is DefaultMailbox.
+	// Mailbox is MailboxCompact, MailboxRing or MailboxLockfree; "" is
+	// DefaultMailbox.
 	// Bounded mailboxes are not offered: at the pinned protoactor version
 	// they busy-spin when full.
 	Mailbox string
-	Logger  zerolog.Logger
-	Metrics *Metrics // required
+	// RoomDispatcher and ConnDispatcher are DispatchGoroutine or
+	// DispatchInline; "" is DefaultRoomDispatcher, DefaultConnDispatcher.
+	// A connection actor never waits (its socket tells it when a full
+	// socket takes bytes again), so it can run inline on the room's
+	// goroutine. A room may wait for the head keeper (sequenced stores).
+	RoomDispatcher string
+	ConnDispatcher string
+	Logger         zerolog.Logger
+	Metrics        *Metrics // required
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// FaultHook, when set, is called by the directory with the user of
@@ -138,6 +173,12 @@ func (c *Config) setDefaults() {
 	if c.Mailbox == "" {
 		c.Mailbox = DefaultMailbox
 	}
+	if c.RoomDispatcher == "" {
+		c.RoomDispatcher = DefaultRoomDispatcher
+	}
+	if c.ConnDispatcher == "" {
+		c.ConnDispatcher = DefaultConnDispatcher
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -152,21 +193,22 @@ var (
 
 // System is the running routing layer.
 type System struct {
-	cfg       Config
-	log       zerolog.Logger
-	metrics   *Metrics
-	as        *actor.ActorSystem
-	root      *actor.RootContext
-	directory *actor.PID
-	roomOpts  []actor.PropsOption
-	connProps *actor.Props
-	stopSweep chan struct{}
-	swept     sync.WaitGroup
-	decoder   *protocol.Decoder
-	batches   sync.Pool // *batch
-	draining  atomic.Bool
-	conns     sync.WaitGroup
-	nextID    atomic.Uint64
+	cfg        Config
+	log        zerolog.Logger
+	metrics    *Metrics
+	as         *actor.ActorSystem
+	root       *actor.RootContext
+	directory  *actor.PID
+	roomOpts   []actor.PropsOption
+	connProps  *actor.Props
+	proxyProps *actor.Props // connection actors of proxies (cluster.go)
+	stopSweep  chan struct{}
+	swept      sync.WaitGroup
+	decoder    *protocol.Decoder
+	batches    sync.Pool // *batch
+	draining   atomic.Bool
+	conns      sync.WaitGroup
+	nextID     atomic.Uint64
 
 	heads headStore    // store heads; outlives every room
 	cl    *clusterNode // nil unless in cluster mode
@@ -178,14 +220,35 @@ func NewSystem(cfg Config) (*System, error) {
 	if cfg.Metrics == nil {
 		return nil, errors.New("actors: Config.Metrics is required")
 	}
-	var mailbox func(...actor.MailboxMiddleware) actor.MailboxProducer
+	var mailbox func(gauge prometheus.Gauge) actor.MailboxProducer
 	switch cfg.Mailbox {
-	case "ring":
-		mailbox = actor.Unbounded
-	case "lockfree":
-		mailbox = actor.UnboundedLockfree
+	case MailboxCompact:
+		mailbox = func(g prometheus.Gauge) actor.MailboxProducer {
+			if g == nil {
+				return compactMailboxes(nil)
+			}
+			return compactMailboxes(&depthGauge{g})
+		}
+	case MailboxRing, MailboxLockfree:
+		queue := actor.Unbounded
+		if cfg.Mailbox == MailboxLockfree {
+			queue = actor.UnboundedLockfree
+		}
+		mailbox = func(g prometheus.Gauge) actor.MailboxProducer {
+			if g == nil {
+				return queue()
+			}
+			return queue(depthGauge{g})
+		}
 	default:
-		return nil, errors.New(`actors: mailbox must be "ring" or "lockfree"`)
+		return nil, fmt.Errorf("actors: mailbox must be %q, %q or %q", MailboxCompact, MailboxRing, MailboxLockfree)
+	}
+	if _, err := dispatcher(cfg.RoomDispatcher, cfg.RoomThroughput); err != nil {
+		return nil, fmt.Errorf("actors: room dispatcher: %w", err)
+	}
+	connDispatcher, err := dispatcher(cfg.ConnDispatcher, cfg.ConnThroughput)
+	if err != nil {
+		return nil, fmt.Errorf("actors: connection dispatcher: %w", err)
 	}
 	s := &System{cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics}
 	keeper, err := s.openHeads()
@@ -200,19 +263,24 @@ func NewSystem(cfg Config) (*System, error) {
 	s.batches.New = func() any { return &batch{scratch: make([]byte, 0, batchScratch)} }
 
 	stopOnFailure := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.StopDirective })
-	s.roomOpts = []actor.PropsOption{actor.WithMailbox(mailbox(depthGauge{cfg.Metrics.RoomMailbox})),
-		actor.WithDispatcher(actor.NewDefaultDispatcher(cfg.RoomThroughput))}
-	connDispatcher := actor.NewDefaultDispatcher(cfg.ConnThroughput)
-	connMailbox := mailbox() // its depth is the send queue, counted by the connection
+	s.roomOpts = []actor.PropsOption{actor.WithMailbox(mailbox(cfg.Metrics.RoomMailbox))}
+	if cfg.RoomDispatcher == DispatchGoroutine {
+		s.roomOpts = append(s.roomOpts, actor.WithDispatcher(actor.NewDefaultDispatcher(cfg.RoomThroughput)))
+	} // else each room has its own (directory.go)
+	connMailbox := mailbox(nil) // its depth is the send queue, counted by the connection
 	s.connProps = actor.PropsFromProducer(func() actor.Actor { return &connActor{sys: s} },
 		actor.WithMailbox(connMailbox), actor.WithDispatcher(connDispatcher), actor.WithGuardian(stopOnFailure))
+	// A proxy's socket waits for the other node: its writer never runs
+	// inline.
+	s.proxyProps = actor.PropsFromProducer(func() actor.Actor { return &connActor{sys: s} },
+		actor.WithMailbox(connMailbox), actor.WithDispatcher(actor.NewDefaultDispatcher(cfg.ConnThroughput)), actor.WithGuardian(stopOnFailure))
 	// Not restart: protoactor stops every child of a restarting actor, and
 	// the rooms are the directory's children.
 	resumeOnFailure := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.ResumeDirective })
 	state := &directoryState{rooms: make(map[string]*roomEntry)}
 	dirProps := actor.PropsFromProducer(func() actor.Actor { return &directory{sys: s, state: state} },
 		actor.WithGuardian(resumeOnFailure), actor.WithSupervisor(stopOnFailure),
-		actor.WithMailbox(mailbox(depthGauge{cfg.Metrics.DirMailbox})))
+		actor.WithMailbox(mailbox(cfg.Metrics.DirMailbox)))
 	pid, err := s.root.SpawnNamed(dirProps, "directory")
 	if err != nil {
 		_ = keeper.Close()
@@ -231,6 +299,50 @@ func NewSystem(cfg Config) (*System, error) {
 	s.swept.Add(1)
 	go s.sweeper()
 	return s, nil
+}
+
+// roomDispatcher runs a room's mailbox on the goroutine that sends it a
+// message (a reader, a connection actor, a timer), until the room is about
+// to wait: a message naming a sequenced store makes the room wait for the
+// head keeper, and a reader must never wait for it, since every connection
+// it reads would wait too. The reader marks the room before it sends such a
+// message, and from then on the room starts a goroutine for each run of its
+// mailbox, for good. A run already going on a reader when the mark is set
+// may still take the first such messages (one keeper round trip each).
+type roomDispatcher struct {
+	throughput int
+	waits      atomic.Bool
+}
+
+func (d *roomDispatcher) Schedule(fn func()) {
+	if d.waits.Load() {
+		go fn()
+		return
+	}
+	fn()
+}
+
+func (d *roomDispatcher) Throughput() int { return d.throughput }
+
+func (d *roomDispatcher) inline() bool { return !d.waits.Load() }
+
+// inlineDispatcher runs a mailbox on the goroutine that sends the message.
+type inlineDispatcher int
+
+func (inlineDispatcher) Schedule(fn func()) { fn() }
+
+func (d inlineDispatcher) Throughput() int { return int(d) }
+
+func (inlineDispatcher) inline() bool { return true }
+
+func dispatcher(kind string, throughput int) (actor.Dispatcher, error) {
+	switch kind {
+	case DispatchGoroutine:
+		return actor.NewDefaultDispatcher(throughput), nil
+	case DispatchInline:
+		return inlineDispatcher(throughput), nil
+	}
+	return nil, fmt.Errorf("%q is neither %q nor %q", kind, DispatchGoroutine, DispatchInline)
 }
 
 // sweeper asks every room, twice per ping interval, to ping its quiet
@@ -265,6 +377,7 @@ type Admission struct {
 	sys   *System
 	user  string
 	room  *actor.PID
+	disp  *roomDispatcher
 	used  bool
 	ended bool
 	// In cluster mode, for a connection whose room is on another node:
@@ -299,7 +412,7 @@ func (s *System) admitLocal(ctx context.Context, m *admit) (*Admission, error) {
 		// Counted from admission, not from Open, so that a drain waits for
 		// a connection whose upgrade is still being written.
 		s.conns.Add(1)
-		return &Admission{sys: s, user: user, room: r.room}, nil
+		return &Admission{sys: s, user: user, room: r.room, disp: r.disp}, nil
 	case <-ctx.Done():
 		// The directory will answer eventually; give the slot back then.
 		go func() {
@@ -338,13 +451,14 @@ func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 		id = s.nextID.Add(1)
 	}
 	c := &conn{
-		id:      id,
-		user:    a.user,
-		room:    a.room,
-		sock:    sock,
-		sys:     s,
-		expires: info.Expires,
-		opened:  s.cfg.Now(),
+		id:       id,
+		user:     a.user,
+		room:     a.room,
+		roomDisp: a.disp,
+		sock:     sock,
+		sys:      s,
+		expires:  info.Expires,
+		opened:   s.cfg.Now(),
 	}
 	c.lastRead.Store(c.opened.UnixNano())
 	s.metrics.Connections.Inc()

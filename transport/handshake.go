@@ -91,7 +91,7 @@ func (s *Server) handle(c net.Conn, hs *list.Element) {
 		pending = append([]byte(nil), b...)
 	}
 	release()
-	sock := &socket{c: c, writeTimeout: s.cfg.WriteTimeout, closeGrace: s.cfg.CloseGrace}
+	sock := newSocket(c, s.cfg.WriteTimeout, s.cfg.CloseGrace)
 	sess := s.sys.Open(adm, sock, actors.ConnInfo{Expires: ident.Expires})
 	if s.poller == nil {
 		readLoop(c, pending, sess, s.cfg.MaxMessageBytes)

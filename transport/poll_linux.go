@@ -5,7 +5,6 @@ package transport
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -79,8 +78,7 @@ type pconn struct {
 	queued   bool // in the reactor's list for this round or the next
 	id       uint64
 	r        *reactor
-	c        net.Conn
-	rc       syscall.RawConn
+	sock     *socket // its descriptor (sock.rc), shared with the writes
 	sess     *actors.Session
 	parser   frameParser
 }
@@ -135,17 +133,13 @@ func eventID(ev *unix.EpollEvent) uint64 {
 // add hands an upgraded connection to the poller. pending holds bytes read
 // during the handshake. After add, the poller owns reading the socket.
 func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMessage int) error {
-	sc, ok := sock.c.(syscall.Conn)
-	if !ok {
+	rc := sock.rc // shared with the writes
+	if rc == nil {
 		return errors.New("connection has no file descriptor")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("raw connection: %w", err)
 	}
 	id := p.next.Add(1)
 	r := p.reactors[id%uint64(len(p.reactors))]
-	pc := &pconn{id: id, r: r, c: sock.c, rc: rc, sess: sess, parser: frameParser{sess: sess, max: maxMessage}}
+	pc := &pconn{id: id, r: r, sock: sock, sess: sess, parser: frameParser{sess: sess, max: maxMessage}}
 	if len(pending) > 0 {
 		if reason := pc.parser.feed(pending, time.Now()); reason != 0 {
 			pc.draining = true
@@ -161,7 +155,7 @@ func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMess
 	// Control runs under the runtime's reference on the descriptor, so one
 	// closed meanwhile (and perhaps reused) is never touched.
 	var ctlErr error
-	err = rc.Control(func(fd uintptr) {
+	err := rc.Control(func(fd uintptr) {
 		ev := unix.EpollEvent{Events: pollEvents}
 		setID(&ev, id)
 		ctlErr = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
@@ -254,7 +248,7 @@ func (r *reactor) serve(pc *pconn, now time.Time) bool {
 	if pc.done.Load() {
 		return false
 	}
-	err := pc.rc.Read(r.readFn)
+	err := pc.sock.rc.Read(r.readFn)
 	n, rerr := r.n, r.err
 	if err != nil {
 		pc.finish() // closed, or past the deadline the writer set while closing
@@ -294,10 +288,10 @@ func (p *poller) close() {
 }
 
 // expire ends a lingering close whose peer neither answered nor closed.
-// It runs on the close-grace timer's goroutine (socket.WriteClose) and
+// It runs on the close-grace timer's goroutine (socket.Shut) and
 // touches only what is safe from any goroutine: the descriptor and finish.
 func (pc *pconn) expire() {
-	_ = pc.c.Close()
+	_ = pc.sock.c.Close()
 	pc.finish()
 }
 

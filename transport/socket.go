@@ -3,6 +3,7 @@ package transport
 import (
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/livestore-relay/livestore-relay/transport/wsframe"
@@ -10,42 +11,82 @@ import (
 
 // socket is the write side of an upgraded connection, as the connection
 // actor uses it (actors.Socket says who calls what). Only that actor
-// writes; Close may come from any goroutine.
+// writes; Close may come from any goroutine. Writes go straight to the
+// descriptor and never wait: a full socket is left to Wait, so the actor
+// can run on the goroutine that handed it its frames.
 type socket struct {
 	c            net.Conn
+	rc           syscall.RawConn // the descriptor, under the runtime's reference; nil: writes block (no descriptor)
 	writeTimeout time.Duration
 	closeGrace   time.Duration
-	iov          net.Buffers // reused between writes
 	// reader is the connection's place in the epoll reader, nil with the
 	// goroutine reader (whose blocked Read ends by itself on Close or at
 	// the read deadline).
 	reader atomic.Pointer[pconn]
 }
 
-func (s *socket) WriteFrames(frames [][]byte) error {
-	if err := s.c.SetWriteDeadline(time.Now().Add(s.writeTimeout)); err != nil {
-		return err
+func newSocket(c net.Conn, writeTimeout, closeGrace time.Duration) *socket {
+	s := &socket{c: c, writeTimeout: writeTimeout, closeGrace: closeGrace}
+	if sc, ok := c.(syscall.Conn); ok && rawWrites {
+		if rc, err := sc.SyscallConn(); err == nil {
+			s.rc = rc
+		}
 	}
-	if len(frames) == 1 {
-		_, err := s.c.Write(frames[0])
-		return err
-	}
-	// WriteTo consumes the Buffers value it is given; hand it a copy of the
-	// slice header so frames keeps its elements for the caller to clear.
-	s.iov = frames
-	_, err := s.iov.WriteTo(s.c)
-	s.iov = nil
-	return err
+	return s
 }
 
-func (s *socket) WriteClose(code uint16, reason string) error {
-	now := time.Now()
-	if err := s.c.SetWriteDeadline(now.Add(min(s.writeTimeout, time.Second+s.closeGrace))); err != nil {
-		return err
+func (s *socket) Write(frames [][]byte) (int, error) {
+	if s.rc == nil {
+		return s.writeBlocking(frames)
 	}
-	if _, err := s.c.Write(wsframe.Close(code, reason)); err != nil {
-		return err
+	return writeRaw(s.rc, frames)
+}
+
+// writeBlocking is for a connection without a descriptor it can write
+// itself: it writes everything, under the write timeout.
+func (s *socket) writeBlocking(frames [][]byte) (int, error) {
+	if err := s.c.SetWriteDeadline(time.Now().Add(s.writeTimeout)); err != nil {
+		return 0, err
 	}
+	bufs := net.Buffers(frames)
+	n, err := bufs.WriteTo(s.c)
+	return int(n), err
+}
+
+func (s *socket) Wait(closing bool, ready func(error)) {
+	d := s.writeTimeout
+	if closing {
+		d = min(d, time.Second+s.closeGrace)
+	}
+	if s.rc == nil {
+		go ready(nil)
+		return
+	}
+	if err := s.c.SetWriteDeadline(time.Now().Add(d)); err != nil {
+		go ready(err)
+		return
+	}
+	// The goroutine only waits, through the runtime's poller, which also
+	// enforces the deadline; the actor writes when told. Only a socket that
+	// filled up costs one.
+	go func() {
+		waited := false
+		err := s.rc.Write(func(uintptr) bool {
+			done := waited
+			waited = true
+			return done // false: wait until the descriptor is writable
+		})
+		if err == nil {
+			// A later write must not find the deadline passed.
+			err = s.c.SetWriteDeadline(time.Time{})
+		}
+		ready(err)
+	}()
+}
+
+func (s *socket) CloseFrame(code uint16, reason string) []byte { return wsframe.Close(code, reason) }
+
+func (s *socket) Shut() {
 	// Half-close so the peer reads the close frame and then the end of the
 	// stream, while the reader keeps reading until the peer closes its side.
 	if tc, ok := s.c.(interface{ CloseWrite() error }); ok {
@@ -56,7 +97,7 @@ func (s *socket) WriteClose(code uint16, reason string) error {
 		// the timer's goroutine does, through what is safe from anywhere.
 		time.AfterFunc(s.closeGrace, pc.expire)
 	}
-	return s.c.SetReadDeadline(now.Add(s.closeGrace))
+	_ = s.c.SetReadDeadline(time.Now().Add(s.closeGrace))
 }
 
 func (s *socket) Close() error {

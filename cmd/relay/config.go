@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +53,11 @@ type options struct {
 	roomThroughput    int
 	connThroughput    int
 	mailbox           string
+	roomDispatcher    string
+	connDispatcher    string
+	gcPercent         gcPercent
+	goGC              string // GOGC from the environment
+	memoryLimit       byteSize
 	reader            string
 	pprofAddr         string
 	stateDir          string
@@ -107,7 +114,12 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.writeTimeout, "write-timeout", transport.DefaultWriteTimeout, "a socket that accepts no bytes for this long is closed as a slow consumer")
 	fs.IntVar(&o.roomThroughput, "room-throughput", actors.DefaultRoomThroughput, "messages a room actor handles before yielding its goroutine")
 	fs.IntVar(&o.connThroughput, "conn-throughput", actors.DefaultConnThroughput, "messages a connection actor handles before yielding its goroutine")
-	fs.StringVar(&o.mailbox, "mailbox", actors.DefaultMailbox, "actor mailbox: ring (unbounded ring buffer) or lockfree (unbounded linked queue)")
+	fs.StringVar(&o.mailbox, "mailbox", actors.DefaultMailbox, "actor mailbox: compact (nothing held while empty; no allocation for a message that finds it empty), ring (protoactor unbounded ring buffer) or lockfree (protoactor unbounded linked queue)")
+	fs.StringVar(&o.roomDispatcher, "room-dispatcher", actors.DefaultRoomDispatcher, "where a room actor runs: goroutine (one started per mailbox run) or inline (on the reader that hands it a message)")
+	fs.StringVar(&o.connDispatcher, "conn-dispatcher", actors.DefaultConnDispatcher, "where a connection actor runs: inline (on the goroutine that hands it a frame, usually its room's) or goroutine (one started per mailbox run)")
+	o.gcPercent = gcPercent{v: defaultGCPercent}
+	fs.Var(&o.gcPercent, "gc-percent", "garbage collector target: heap growth in percent over the live heap before a collection; lower holds idle connections in less memory for more CPU; when not given and GOGC is set, GOGC applies")
+	fs.Var(&o.memoryLimit, "memory-limit", "soft limit of the Go runtime's memory, e.g. 512MiB (KiB, MiB, GiB; 0: none): near it the collector runs more often and returns memory sooner; when not given, GOMEMLIMIT applies")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (default: off; never expose it publicly)")
 	fs.StringVar(&o.stateDir, "state-dir", "", "directory for the state file that keeps store heads across restarts (default: memory only)")
 	fs.IntVar(&o.maxStoresPerUser, "max-stores-per-user", actors.DefaultMaxStoresPerUser, "most sequenced stores with a head per user")
@@ -128,6 +140,7 @@ func envName(flagName string) string {
 // parse reads the environment, then the command line, into o.
 func parse(o *options, args []string, getenv func(string) string, out io.Writer) error {
 	fs := newFlagSet(o, out)
+	o.goGC = getenv("GOGC")
 	// The flag package prints the whole usage after any mistake; one line
 	// that names the mistake and points to --help is easier to read.
 	fs.SetOutput(io.Discard)
@@ -171,8 +184,12 @@ func (o *options) validate() error {
 	switch {
 	case o.logFormat != "json" && o.logFormat != "console":
 		return fmt.Errorf("--log-format must be json or console, not %q", o.logFormat)
-	case o.mailbox != "ring" && o.mailbox != "lockfree":
-		return fmt.Errorf("--mailbox must be ring or lockfree, not %q", o.mailbox)
+	case o.mailbox != actors.MailboxCompact && o.mailbox != actors.MailboxRing && o.mailbox != actors.MailboxLockfree:
+		return fmt.Errorf("--mailbox must be compact, ring or lockfree, not %q", o.mailbox)
+	case !validDispatcher(o.roomDispatcher):
+		return fmt.Errorf("--room-dispatcher must be inline or goroutine, not %q", o.roomDispatcher)
+	case !validDispatcher(o.connDispatcher):
+		return fmt.Errorf("--conn-dispatcher must be inline or goroutine, not %q", o.connDispatcher)
 	case o.reader != transport.ReaderEpoll && o.reader != transport.ReaderGoroutine:
 		return fmt.Errorf("--reader must be epoll or goroutine, not %q", o.reader)
 	case o.jwtSecret != "" && o.jwtSecretFile != "":
@@ -225,6 +242,56 @@ func (o *options) validate() error {
 		}
 	}
 	return nil
+}
+
+// defaultGCPercent is the relay's collector target when neither
+// --gc-percent nor GOGC says otherwise. Go's own default is 100.
+const defaultGCPercent = 100
+
+// gcPercent is --gc-percent. When it is not given, GOGC in the environment
+// still applies.
+type gcPercent struct {
+	v   int
+	set bool
+}
+
+func (g *gcPercent) String() string { return strconv.Itoa(g.v) }
+
+func (g *gcPercent) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 {
+		return errors.New("must be a whole number of at least 1")
+	}
+	g.v, g.set = v, true
+	return nil
+}
+
+// byteSize is a count of bytes with an optional binary unit.
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(s string) error {
+	num, mult := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mult = n, u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 0 || v > math.MaxInt64/mult {
+		return errors.New("must be a number of bytes, optionally followed by KiB, MiB or GiB")
+	}
+	*b = byteSize(v * mult)
+	return nil
+}
+
+func validDispatcher(d string) bool {
+	return d == actors.DispatchInline || d == actors.DispatchGoroutine
 }
 
 func usage(fs *flag.FlagSet, out io.Writer) {

@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -66,6 +67,12 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return exitUsage
+	}
+	if o.gcPercent.set || o.goGC == "" {
+		debug.SetGCPercent(o.gcPercent.v)
+	}
+	if o.memoryLimit > 0 {
+		debug.SetMemoryLimit(int64(o.memoryLimit))
 	}
 	secret := []byte(o.jwtSecret)
 	if o.jwtSecretFile != "" {
@@ -129,6 +136,8 @@ func serve(ctx context.Context, o *options, stdout, stderr io.Writer) int {
 			RoomThroughput:      o.roomThroughput,
 			ConnThroughput:      o.connThroughput,
 			Mailbox:             o.mailbox,
+			RoomDispatcher:      o.roomDispatcher,
+			ConnDispatcher:      o.connDispatcher,
 			StateDir:            o.stateDir,
 			MaxStoresPerUser:    o.maxStoresPerUser,
 			Cluster:             o.clusterConfig(),

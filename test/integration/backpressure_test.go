@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -209,5 +210,52 @@ func queueGaugeAfterAbruptCloses(t *testing.T, kill func(t *testing.T, acked fun
 			t.Fatalf("%s = %v with no connection open, want 0", queued, s.Metric(t, queued))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestFullSocketPastTheWriteTimeoutIsClosedWhileItsPeersKeepUp: a device
+// that stops reading, under a send-queue bound too large to be reached,
+// fills its socket; once the socket has taken no bytes for the write
+// timeout it is closed as a slow consumer (without a close frame: the
+// stream may end inside a frame). Meanwhile the room goes on: its peers get
+// every push and the sender every ack, although the connection actors run
+// on the room's goroutine.
+func TestFullSocketPastTheWriteTimeoutIsClosedWhileItsPeersKeepUp(t *testing.T) {
+	const slow = "livestore_relay_slow_consumer_disconnects_total"
+	s := relaytest.Start(t, delivNoRateLimit(func(c *transport.Config) {
+		c.WriteTimeout = 300 * time.Millisecond
+	}))
+	stalled := s.DialRaw(t, "alice", "stalled")
+	stalled.Bind() // and never read again
+	laptop, phone := s.Dial(t, "alice", "laptop"), s.Dial(t, "alice", "phone")
+	laptop.Bind()
+	phone.Bind()
+	pad := strings.Repeat("x", 32<<10)
+	seq := 0
+	push := func() {
+		t.Helper()
+		b := delivPush(t, laptop, delivData{User: "alice", From: "laptop", Seq: seq, Pad: pad})
+		laptop.SendRaw(b)
+		if got := delivAckedSeq(t, laptop.Recv()); got != seq {
+			t.Fatalf("ack for push %d answers push %d", seq, got)
+		}
+		if m := phone.Recv(); !bytes.Equal(m.Raw, b) {
+			t.Fatalf("phone: push %d is %.200s", seq, m.Raw)
+		}
+		seq++
+	}
+	// Pushes every acked and relayed at once while the stalled socket
+	// fills, then until its write timeout has passed.
+	for s.Metric(t, slow) == 0 {
+		if seq > 100000 {
+			t.Fatal("stalled client never closed")
+		}
+		push()
+	}
+	relaytest.Eventually(t, 10*relaytest.Timeout, "the stalled connection to end", func() bool {
+		return s.Metric(t, "livestore_relay_connections") == 2
+	})
+	for range 10 {
+		push()
 	}
 }
