@@ -232,6 +232,8 @@ export class StoreSync {
         peers: this.storePeers.length,
       })
       this.setJoined(true)
+      // A push waiting for a catch-up learns whether the relay's head is still ahead.
+      this.wake()
       this.scheduleCatchUp(0)
     } catch (error) {
       if (error instanceof RelayError && error.code === 'store_conflict') {
@@ -264,6 +266,7 @@ export class StoreSync {
     this.lastItemEnded = remaining === 0
     this.itemsHandedOn++
     this.sink?.({ events, remaining })
+    this.wake()
   }
 
   /** Ends any page sequence (and the initial sync) with an empty item that says "no more". */
@@ -492,8 +495,8 @@ export class StoreSync {
           rest = rest.slice(confirmed)
           continue
         }
-        this.scheduleCatchUp(0)
-        return { _tag: 'serverAhead', minimumExpected: this.relayHead.eventNumber, provided: first.parentSeqNum }
+        await this.caughtUpFrom(head, signal)
+        continue
       }
       try {
         const timestamp = Date.now()
@@ -540,8 +543,8 @@ export class StoreSync {
               await this.join()
               continue
             }
-            this.scheduleCatchUp(0)
-            return { _tag: 'serverAhead', minimumExpected: relayHead.eventNumber, provided: first.parentSeqNum }
+            await this.caughtUpFrom(head, signal)
+            continue
           }
           if (error.code === 'rate_limited') {
             await sleep(250)
@@ -551,6 +554,28 @@ export class StoreSync {
         }
         return { _tag: 'error', error: error instanceof Error ? error : new Error(String(error)) }
       }
+    }
+  }
+
+  /**
+   * Catches up while the relay's head is ahead of `head` (this device's head when it found so),
+   * until events above it were handed on or the relay's head is no longer ahead. LiveStore
+   * answers ServerAhead by waiting for the pull to bring new events, so a push reports
+   * ServerAhead only once they were handed on: a head that went away meanwhile (a relay that
+   * restarted without its state and heard a lower head first) would otherwise leave the batch
+   * unpushed for good.
+   */
+  private async caughtUpFrom(head: number, signal: AbortSignal | undefined): Promise<void> {
+    this.scheduleCatchUp(0)
+    await this.waitUntil(
+      () => this.fork !== undefined || signal?.aborted === true || this.sequencer.head !== head || !this.behind,
+    )
+    if (this.sequencer.head === head && !this.behind) {
+      this.log('debug', 'the relay head this device was behind is gone; pushing again', {
+        storeId: this.storeId,
+        head,
+        relayHead: this.relayHead.eventNumber,
+      })
     }
   }
 

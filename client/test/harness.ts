@@ -93,6 +93,7 @@ export const mintToken = (secret: string, sub: string, ttlSeconds = 3600): strin
   return `${header}.${body}.${signature}`
 }
 
+/** RELAY_LOG_LEVEL (default warn) and RELAY_LOG_FILE=/path/to/file: the relay's log, kept across restarts. */
 export class Relay {
   readonly secret = randomBytes(24).toString('hex')
   private child: ChildProcess | undefined
@@ -123,13 +124,18 @@ export class Relay {
   }
 
   async launch(): Promise<void> {
-    const args = ['--addr', `127.0.0.1:${this.port}`, '--jwt-secret', this.secret, '--log-level', 'warn']
+    const args = ['--addr', `127.0.0.1:${this.port}`, '--jwt-secret', this.secret, '--log-level', process.env.RELAY_LOG_LEVEL || 'warn']
     if (this.stateDir !== undefined) args.push('--state-dir', this.stateDir)
     args.push(...this.extraArgs)
     const child = spawn(relayBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
     child.stdout?.on('data', (chunk: Buffer) => (this.output += chunk.toString()))
     child.stderr?.on('data', (chunk: Buffer) => (this.output += chunk.toString()))
+    const logFile = process.env.RELAY_LOG_FILE
+    if (logFile) {
+      child.stdout?.on('data', (chunk: Buffer) => fs.appendFileSync(logFile, chunk))
+      child.stderr?.on('data', (chunk: Buffer) => fs.appendFileSync(logFile, chunk))
+    }
     await waitFor('relay /healthz', async () => {
       if (child.exitCode !== null) throw new Error(`relay exited ${child.exitCode}: ${this.output}`)
       try {

@@ -217,6 +217,23 @@ describe('StoreSync', () => {
     assert.equal(items.at(-1)!.remaining, 0)
   })
 
+  test('a head_mismatch head that is gone after a relay restart: the batch is pushed again, not left waiting', async () => {
+    const relay = new ScriptedRelay()
+    const { sync, items } = setup(relay)
+    await eventually('joined', () => sync.isConnected)
+    const gone = head(ev(1, 'other'))
+    relay.pushAnswer = () => {
+      // The relay restarts without its state; this device's re-announced head is all it knows.
+      relay.relayHead = { eventNumber: 0 }
+      relay.pushAnswer = () => ({ receivedCount: 1, lastTimestamp: 0, storeId: STORE, head: head(ev(1)) })
+      return mismatch(gone)
+    }
+    // ServerAhead would make LiveStore wait for events that no device holds.
+    assert.deepEqual(await sync.push([ev(1)]), { _tag: 'ok' })
+    assert.equal(relay.pushes.length, 2)
+    assert.deepEqual(handed(items), [1])
+  })
+
   test('the first catch-up event differing from the own head event is a fork: onFork, pushing stops', async () => {
     const log = new MemoryLog()
     log.add(ev(1, 'me'))
