@@ -25,6 +25,8 @@ export interface LocalLog {
 export class MemoryLog implements LocalLog {
   private readonly events = new Map<number, SeqEvent>()
   private head = 0
+  /** @param keep the most events held (the oldest go first); unlimited when absent. */
+  constructor(private readonly keep = Number.POSITIVE_INFINITY) {}
   confirmedHead(): number {
     return this.head
   }
@@ -43,8 +45,16 @@ export class MemoryLog implements LocalLog {
   add(event: SeqEvent): void {
     this.events.set(event.seqNum, event)
     if (event.seqNum > this.head) this.head = event.seqNum
+    if (this.events.size > this.keep) {
+      // Maps iterate in insertion order: the first key is the oldest event.
+      const oldest = this.events.keys().next().value
+      if (oldest !== undefined) this.events.delete(oldest)
+    }
   }
 }
+
+/** Confirmed events handed on lately, kept to answer history requests (see StoreSync.answer). */
+const RECENT_KEPT = 10_000
 
 /** Why a device stopped syncing a store: its history and the store's disagree. */
 export interface ForkInfo {
@@ -99,7 +109,8 @@ export class StoreSync {
   private readonly onForkCallback: ((fork: ForkInfo) => void) | undefined
 
   private localLog: LocalLog
-  private readonly memoryLog = new MemoryLog()
+  /** Without a local log, the whole history of this session; with one, the latest events handed on. */
+  private memoryLog = new MemoryLog()
   private sequencer = new Sequencer(0, undefined)
   private sink: ((item: PullItem) => void) | undefined
   private attached = false
@@ -163,6 +174,7 @@ export class StoreSync {
 
   /** Uses the device's own log (LiveStore's event log) to answer history requests. */
   useLog(log: LocalLog): void {
+    if (this.localLog === this.memoryLog) this.memoryLog = new MemoryLog(RECENT_KEPT)
     this.localLog = log
   }
 
@@ -260,7 +272,7 @@ export class StoreSync {
 
   private handOn(events: readonly SeqEvent[]): void {
     if (this.fork !== undefined) return
-    if (this.localLog === this.memoryLog) for (const event of events) this.memoryLog.add(event)
+    for (const event of events) this.memoryLog.add(event)
     const remaining = Math.max(0, this.relayHead.eventNumber - this.sequencer.head)
     if (events.length === 0 && this.lastItemEnded && this.itemsHandedOn > 0) return
     this.lastItemEnded = remaining === 0
@@ -436,20 +448,46 @@ export class StoreSync {
 
   // --- answering ---
 
+  /**
+   * Answers from the events this device handed on lately, and from the local log below them.
+   * The local log alone is not enough: LiveStore records a new confirmed head before it rolls
+   * back the pending events it rebases, so for a moment the log holds this device's own
+   * unconfirmed events at confirmed numbers, and another device comparing its head event with
+   * one of them would see a fork that is not there.
+   */
   private answer(payload: { readonly storeId?: string; readonly sinceEventNumber?: number }): PeerPullAnswer {
     if (payload.storeId !== this.storeId) return { events: [] }
     const log = this.localLog
-    const head = log.confirmedHead()
+    const recent = this.memoryLog
+    const head = Math.max(recent.confirmedHead(), log.confirmedHead())
+    const eventAt = (n: number): SeqEvent | undefined => recent.eventAt(n) ?? log.eventAt(n)
     const since = typeof payload.sinceEventNumber === 'number' ? payload.sinceEventNumber : 0
-    const headEvent = head === 0 ? undefined : log.eventAt(head)
+    const headEvent = head === 0 ? undefined : eventAt(head)
+    const heldAtSince = recent.eventAt(since)
+    const loggedAtSince = heldAtSince === undefined || log === recent ? undefined : log.eventAt(since)
+    if (heldAtSince !== undefined && loggedAtSince !== undefined && !sameEvent(heldAtSince, loggedAtSince)) {
+      this.log('debug', 'the local log holds another event at a confirmed number (a rebase under way)', {
+        storeId: this.storeId,
+        eventNumber: since,
+      })
+    }
     async function* events(): AsyncGenerator<RelayEvent> {
       let from = since > 0 ? since : 1
       const timestamp = Date.now()
       while (from <= head) {
+        const held = recent.eventAt(from)
+        if (held !== undefined) {
+          yield toWire(held, timestamp)
+          from++
+          continue
+        }
+        // Below the recent events: the local log, up to the first recent one.
         const batch = log.readConfirmed(from, head, READ_BATCH)
-        if (batch.length === 0) return
-        for (const event of batch) yield toWire(event, timestamp)
-        from = batch[batch.length - 1]!.seqNum + 1
+        const cut = batch.findIndex((event) => recent.eventAt(event.seqNum) !== undefined)
+        const below = cut < 0 ? batch : batch.slice(0, cut)
+        if (below.length === 0) return
+        for (const event of below) yield toWire(event, timestamp)
+        from = below[below.length - 1]!.seqNum + 1
       }
     }
     return { head: headOf(headEvent, headEvent === undefined ? 0 : head), events: events() }

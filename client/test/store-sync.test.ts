@@ -286,6 +286,31 @@ describe('StoreSync', () => {
     assert.deepEqual(handed(items), [1, 2, 3, 4, 5], 'duplicates are dropped')
   })
 
+  test('answers with the confirmed events handed on, not with own pending events the local log still holds at their numbers', async () => {
+    const log = new MemoryLog()
+    log.add(ev(1, 'other'))
+    const relay = new ScriptedRelay()
+    const { sync, items } = setup(relay, 1, log)
+    await eventually('joined', () => sync.isConnected)
+    relay.relay([ev(2, 'other'), ev(3, 'other')])
+    await eventually('handed on', () => handed(items).includes(3))
+    // LiveStore has recorded the new head but not yet rolled back this device's pending event 2.
+    log.add(ev(2, 'me', 'pending'))
+    log.add(ev(3, 'me', 'pending too'))
+    const answer = await relay.handler!({ fromClientId: 'x', payload: { requestId: 'r', sinceTimestamp: 0, storeId: STORE, sinceEventNumber: 1 } })
+    const events: RelayEvent[] = []
+    for await (const event of answer.events) events.push(event)
+    assert.deepEqual(
+      events.map((e) => [e.eventNumber, e.clientId]),
+      [
+        [1, 'other'],
+        [2, 'other'],
+        [3, 'other'],
+      ],
+    )
+    assert.deepEqual(answer.head, head(ev(3, 'other')))
+  })
+
   test('answers history from the local log: the event at sinceEventNumber first, with the head', async () => {
     const log = new MemoryLog()
     for (let i = 1; i <= 1200; i++) log.add(ev(i, i % 2 === 0 ? 'me' : 'other'))
