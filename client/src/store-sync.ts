@@ -533,7 +533,7 @@ export class StoreSync {
           rest = rest.slice(confirmed)
           continue
         }
-        await this.caughtUpFrom(head, signal)
+        if (!(await this.caughtUpFrom(head, signal))) return new Promise<never>(() => {})
         continue
       }
       try {
@@ -581,7 +581,7 @@ export class StoreSync {
               await this.join()
               continue
             }
-            await this.caughtUpFrom(head, signal)
+            if (!(await this.caughtUpFrom(head, signal))) return new Promise<never>(() => {})
             continue
           }
           if (error.code === 'rate_limited') {
@@ -597,17 +597,20 @@ export class StoreSync {
 
   /**
    * Catches up while the relay's head is ahead of `head` (this device's head when it found so),
-   * until events above it were handed on or the relay's head is no longer ahead. LiveStore
+   * until events above it were handed on or the relay's head is no longer ahead; false when the
+   * client closed meanwhile. LiveStore
    * answers ServerAhead by waiting for the pull to bring new events, so a push reports
    * ServerAhead only once they were handed on: a head that went away meanwhile (a relay that
    * restarted without its state and heard a lower head first) would otherwise leave the batch
    * unpushed for good.
    */
-  private async caughtUpFrom(head: number, signal: AbortSignal | undefined): Promise<void> {
+  private async caughtUpFrom(head: number, signal: AbortSignal | undefined): Promise<boolean> {
     this.scheduleCatchUp(0)
     await this.waitUntil(
       () => this.fork !== undefined || signal?.aborted === true || this.sequencer.head !== head || !this.behind,
     )
+    // Closed for good: nothing will come, as for a push the closing client refused.
+    if (this.client.status === 'closed') return false
     if (this.sequencer.head === head && !this.behind) {
       this.log('debug', 'the relay head this device was behind is gone; pushing again', {
         storeId: this.storeId,
@@ -615,6 +618,7 @@ export class StoreSync {
         relayHead: this.relayHead.eventNumber,
       })
     }
+    return true
   }
 
   /**
