@@ -225,11 +225,13 @@ describe('two devices of one user', () => {
     await laptop.shows('peers', 'none')
     await phone.add('written offline', { offline: true })
     await laptop.add('written while the phone was away')
+    // The relay has the laptop's todo before the phone comes back, so the phone's goes after it.
+    await laptop.shows('sync-state', 'synced')
     await phone.shows('sync-state', 'offline, 1 pending')
     assert.deepEqual(await phone.todos(), ['before', 'written offline'])
 
     await phone.context.setOffline(false)
-    // The laptop's todo reached the relay first; the phone's goes after it (the phone rebases).
+    // The phone rebases its todo onto the laptop's.
     await converge([laptop, phone], ['before', 'written while the phone was away', 'written offline'])
     await Promise.all([laptop.close(), phone.close()])
   })
