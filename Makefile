@@ -29,18 +29,8 @@ test: node-deps etcd-deps ## run every test with the race detector (integration 
 CLIENT_DIR ?= client
 
 .PHONY: client-deps
-client-deps: ## install the TypeScript client's npm packages (and Node.js, as root on Debian)
-	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "client-deps: installing Debian's nodejs and npm packages"; \
-			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm || exit 1; \
-		else \
-			echo "client-deps: node and npm are required to build and test the client in $(CLIENT_DIR)/." >&2; \
-			echo "  Install Node.js 20 or later with npm, then run: make client-test" >&2; \
-			exit 1; \
-		fi; \
-	fi; \
-	if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then \
+client-deps: node-bin ## install the TypeScript client's npm packages (and Node.js, as root on Debian)
+	@if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then \
 		echo "client-deps: the client needs Node.js 20 or later; found $$(node --version)" >&2; exit 1; \
 	fi; \
 	if [ ! -f $(CLIENT_DIR)/node_modules/.package-lock.json ] || [ $(CLIENT_DIR)/package-lock.json -nt $(CLIENT_DIR)/node_modules/.package-lock.json ]; then \
@@ -55,23 +45,23 @@ client-test: client-deps ## build the TypeScript client and run its tests (LiveS
 
 ASYNCAPI_DIR ?= test/asyncapi
 
+.PHONY: node-bin
+node-bin: ## install Debian's nodejs and npm through apt (as root) when node or npm is missing
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "node-bin: installing Debian's nodejs and npm packages"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm || exit 1; \
+	else \
+		echo "node-bin: Node.js 20.19 or later with npm is required (Debian/Ubuntu: sudo apt-get install nodejs npm)." >&2; \
+		exit 1; \
+	fi
+
 .PHONY: node-deps
 node-deps: asyncapi-deps ## install Node.js (through apt, as root, when missing) and the npm packages the tests use
 
 .PHONY: asyncapi-deps
-asyncapi-deps: ## install the AsyncAPI validator's npm packages (and Node.js, as root on Debian)
+asyncapi-deps: node-bin ## install the AsyncAPI validator's npm packages (and Node.js, as root on Debian)
 	@if [ -f $(ASYNCAPI_DIR)/node_modules/@asyncapi/parser/package.json ]; then exit 0; fi; \
-	if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "asyncapi-deps: installing Debian's nodejs and npm packages"; \
-			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm || exit 1; \
-		else \
-			echo "asyncapi-deps: node and npm are required to validate protocol/asyncapi.yaml." >&2; \
-			echo "  Install Node.js 18 or later with npm (Debian/Ubuntu: sudo apt-get install nodejs npm)," >&2; \
-			echo "  then run: make asyncapi-deps" >&2; \
-			exit 1; \
-		fi; \
-	fi; \
 	echo "npm ci --prefix $(ASYNCAPI_DIR) --no-audit --no-fund"; \
 	npm ci --prefix $(ASYNCAPI_DIR) --no-audit --no-fund
 
@@ -125,18 +115,8 @@ demo: build demo-build ## serve the web demo with the relay in development mode;
 	node $(DEMO_DIR)/serve.mjs --port $(DEMO_PORT) --relay $(BIN)/relay --relay-log $(BIN)/demo-relay.log
 
 .PHONY: demo-deps
-demo-deps: ## install the demo's npm packages (and Node.js, as root on Debian)
-	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "demo-deps: installing Debian's nodejs and npm packages"; \
-			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm || exit 1; \
-		else \
-			echo "demo-deps: node and npm are required to build the demo in $(DEMO_DIR)/." >&2; \
-			echo "  Install Node.js 20.19 or later with npm, then run: make demo" >&2; \
-			exit 1; \
-		fi; \
-	fi; \
-	if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then \
+demo-deps: node-bin ## install the demo's npm packages (and Node.js, as root on Debian)
+	@if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then \
 		echo "demo-deps: the demo's bundler (vite 8) needs Node.js 20.19 or later; found $$(node --version)" >&2; exit 1; \
 	fi; \
 	if [ ! -f $(DEMO_DIR)/node_modules/.package-lock.json ] || [ $(DEMO_DIR)/package-lock.json -nt $(DEMO_DIR)/node_modules/.package-lock.json ]; then \

@@ -1,8 +1,6 @@
 package actors
 
 import (
-	"context"
-	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -20,28 +18,13 @@ func TestRelayedPushAllocations(t *testing.T) {
 	}
 	const peers, pushes = 4, 20000
 	sys := newBenchSystem(t)
-	socks := make([]*countingSocket, peers+1)
-	sessions := make([]*Session, peers+1)
-	for i := range socks {
-		socks[i] = &countingSocket{done: make(chan struct{}, 1)}
-		adm, err := sys.Admit(context.Background(), "alice")
-		if err != nil {
-			t.Fatal(err)
-		}
-		sessions[i] = sys.Open(adm, socks[i], ConnInfo{})
-		socks[i].target.Store(1)
-		sessions[i].Text(frameOf(fmt.Sprintf(`{"type":"pull","clientId":"c%d","sessionId":"s%d","timestamp":1,"payload":{}}`, i, i)), time.Now())
-		<-socks[i].done
-	}
+	socks, sessions := openBound(t, sys, peers+1, "")
 	push := `{"type":"push","clientId":"c0","sessionId":"s0","timestamp":1,"payload":{"events":[{"eventName":"e","eventNumber":1,"clientId":"c0","sessionId":"s0","timestamp":1,"data":{"k":"v"}}]}}`
 	frames := make([][]byte, pushes)
 	for i := range frames {
 		frames[i] = frameOf(push)
 	}
-	for _, s := range socks {
-		s.frames.Store(0)
-		s.target.Store(pushes)
-	}
+	expectFrames(socks, pushes)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -49,13 +32,7 @@ func TestRelayedPushAllocations(t *testing.T) {
 	for _, f := range frames {
 		sessions[0].Text(f, now)
 	}
-	for _, s := range socks {
-		select {
-		case <-s.done:
-		case <-time.After(time.Minute):
-			t.Fatalf("only %d of %d frames written", s.frames.Load(), pushes)
-		}
-	}
+	awaitFrames(t, socks, pushes, time.Minute)
 	runtime.ReadMemStats(&after)
 	perPush := float64(after.Mallocs-before.Mallocs) / pushes
 	t.Logf("%.2f allocations per relayed push to %d peers", perPush, peers)

@@ -52,6 +52,51 @@ func newBenchSystem(b testing.TB) *System {
 	return sys
 }
 
+// openBound opens n connections of one user, each bound (and joined, when
+// join names a store) by a pull, and waits for each answer.
+func openBound(tb testing.TB, sys *System, n int, store string) ([]*countingSocket, []*Session) {
+	tb.Helper()
+	socks := make([]*countingSocket, n)
+	sessions := make([]*Session, n)
+	payload := `{}`
+	if store != "" {
+		payload = `{"storeId":"` + store + `","head":{"eventNumber":0}}`
+	}
+	for i := range socks {
+		socks[i] = &countingSocket{done: make(chan struct{}, 1)}
+		adm, err := sys.Admit(context.Background(), "alice")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		sessions[i] = sys.Open(adm, socks[i], ConnInfo{})
+		socks[i].target.Store(1)
+		sessions[i].Text(frameOf(fmt.Sprintf(`{"type":"pull","clientId":"c%d","sessionId":"s%d","timestamp":1,"payload":%s}`, i, i, payload)), time.Now())
+		<-socks[i].done
+	}
+	return socks, sessions
+}
+
+// expectFrames arms every socket to count want frames from now on.
+func expectFrames(socks []*countingSocket, want int64) {
+	for _, s := range socks {
+		s.frames.Store(0)
+		s.target.Store(want)
+	}
+}
+
+// awaitFrames waits until every socket has written the frames expectFrames
+// armed it for.
+func awaitFrames(tb testing.TB, socks []*countingSocket, want int64, limit time.Duration) {
+	tb.Helper()
+	for _, s := range socks {
+		select {
+		case <-s.done:
+		case <-time.After(limit):
+			tb.Fatalf("only %d of %d frames written", s.frames.Load(), want)
+		}
+	}
+}
+
 func frameOf(msg string) []byte {
 	buf := make([]byte, wsframe.HeaderRoom+len(msg))
 	copy(buf[wsframe.HeaderRoom:], msg)
@@ -66,19 +111,7 @@ func BenchmarkRoomFanOut(b *testing.B) {
 	for _, n := range []int{1, 4, 16, 64} {
 		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
 			sys := newBenchSystem(b)
-			socks := make([]*countingSocket, n+1)
-			sessions := make([]*Session, n+1)
-			for i := range socks {
-				socks[i] = &countingSocket{done: make(chan struct{}, 1)}
-				adm, err := sys.Admit(context.Background(), "alice")
-				if err != nil {
-					b.Fatal(err)
-				}
-				sessions[i] = sys.Open(adm, socks[i], ConnInfo{})
-				socks[i].target.Store(1)
-				sessions[i].Text(frameOf(fmt.Sprintf(`{"type":"pull","clientId":"c%d","sessionId":"s%d","timestamp":1,"payload":{}}`, i, i)), time.Now())
-				<-socks[i].done
-			}
+			socks, sessions := openBound(b, sys, n+1, "")
 			push := fmt.Sprintf(`{"type":"push","clientId":"c0","sessionId":"s0","timestamp":1733644800000,"payload":{"events":[%s]}}`, event)
 			frames := make([][]byte, b.N)
 			for i := range frames {
@@ -86,23 +119,14 @@ func BenchmarkRoomFanOut(b *testing.B) {
 			}
 			// Each push is one frame on every socket: its ack to the
 			// sender, the push itself to each peer.
-			for _, s := range socks {
-				s.frames.Store(0)
-				s.target.Store(int64(b.N))
-			}
+			expectFrames(socks, int64(b.N))
 			b.SetBytes(int64(len(push)))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
 				sessions[0].Text(frames[i], time.Now())
 			}
-			for _, s := range socks {
-				select {
-				case <-s.done:
-				case <-time.After(30 * time.Second):
-					b.Fatalf("only %d of %d frames written", s.frames.Load(), b.N)
-				}
-			}
+			awaitFrames(b, socks, int64(b.N), 30*time.Second)
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"context"
 	"fmt"
 	"runtime"
 	"testing"
@@ -20,27 +19,12 @@ func TestSequencedPushAllocations(t *testing.T) {
 	}
 	const peers, pushes = 4, 20000
 	sys := newBenchSystem(t)
-	socks := make([]*countingSocket, peers+1)
-	sessions := make([]*Session, peers+1)
-	for i := range socks {
-		socks[i] = &countingSocket{done: make(chan struct{}, 1)}
-		adm, err := sys.Admit(context.Background(), "alice")
-		if err != nil {
-			t.Fatal(err)
-		}
-		sessions[i] = sys.Open(adm, socks[i], ConnInfo{})
-		socks[i].target.Store(1)
-		sessions[i].Text(frameOf(fmt.Sprintf(`{"type":"pull","clientId":"c%d","sessionId":"s%d","timestamp":1,"payload":{"storeId":"st","head":{"eventNumber":0}}}`, i, i)), time.Now())
-		<-socks[i].done
-	}
+	socks, sessions := openBound(t, sys, peers+1, "st")
 	frames := make([][]byte, pushes)
 	for i := range frames {
 		frames[i] = frameOf(fmt.Sprintf(`{"type":"push","clientId":"c0","sessionId":"s0","timestamp":1,"payload":{"storeId":"st","events":[{"eventName":"e","eventNumber":%d,"parentEventNumber":%d,"clientId":"c0","sessionId":"s0","timestamp":1,"data":{"k":"v"}}]}}`, i+1, i))
 	}
-	for _, s := range socks {
-		s.frames.Store(0)
-		s.target.Store(pushes)
-	}
+	expectFrames(socks, pushes)
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -48,13 +32,7 @@ func TestSequencedPushAllocations(t *testing.T) {
 	for _, f := range frames {
 		sessions[0].Text(f, now)
 	}
-	for _, s := range socks {
-		select {
-		case <-s.done:
-		case <-time.After(time.Minute):
-			t.Fatalf("only %d of %d frames written", s.frames.Load(), pushes)
-		}
-	}
+	awaitFrames(t, socks, pushes, time.Minute)
 	runtime.ReadMemStats(&after)
 	var accepted dto.Metric
 	if err := sys.metrics.store.pushAccepted.Write(&accepted); err != nil || accepted.GetCounter().GetValue() != pushes {
@@ -74,39 +52,18 @@ func BenchmarkSequencedFanOut(b *testing.B) {
 	for _, n := range []int{1, 4} {
 		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
 			sys := newBenchSystem(b)
-			socks := make([]*countingSocket, n+1)
-			sessions := make([]*Session, n+1)
-			for i := range socks {
-				socks[i] = &countingSocket{done: make(chan struct{}, 1)}
-				adm, err := sys.Admit(context.Background(), "alice")
-				if err != nil {
-					b.Fatal(err)
-				}
-				sessions[i] = sys.Open(adm, socks[i], ConnInfo{})
-				socks[i].target.Store(1)
-				sessions[i].Text(frameOf(fmt.Sprintf(`{"type":"pull","clientId":"c%d","sessionId":"s%d","timestamp":1,"payload":{"storeId":"st","head":{"eventNumber":0}}}`, i, i)), time.Now())
-				<-socks[i].done
-			}
+			socks, sessions := openBound(b, sys, n+1, "st")
 			frames := make([][]byte, b.N)
 			for i := range frames {
 				frames[i] = frameOf(fmt.Sprintf(`{"type":"push","clientId":"c0","sessionId":"s0","timestamp":1733644800000,"payload":{"storeId":"st","events":[{"eventName":"todo.created","eventNumber":%d,"parentEventNumber":%d,"clientId":"c0","sessionId":"s0","timestamp":1733644800000,"data":{"id":"3f1c","text":"Buy milk and eggs on the way home from work","completed":false}}]}}`, i+1, i))
 			}
-			for _, s := range socks {
-				s.frames.Store(0)
-				s.target.Store(int64(b.N))
-			}
+			expectFrames(socks, int64(b.N))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
 				sessions[0].Text(frames[i], time.Now())
 			}
-			for _, s := range socks {
-				select {
-				case <-s.done:
-				case <-time.After(30 * time.Second):
-					b.Fatalf("only %d of %d frames written", s.frames.Load(), b.N)
-				}
-			}
+			awaitFrames(b, socks, int64(b.N), 30*time.Second)
 		})
 	}
 }
