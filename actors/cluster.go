@@ -574,6 +574,7 @@ func (e *endpoint) attach(m *clusterpb.Attach) clusterpb.AttachReply_Result {
 		r.disp.waits.Store(true)
 	}
 	c.pid = s.root.Spawn(s.proxyProps)
+	c.proc, c.roomProc = s.localProcess(c.pid), s.localProcess(c.room)
 	s.root.Send(c.pid, attach{c: c})
 	s.root.Send(r.room, &join{c: c})
 	e.proxies[key] = c

@@ -58,6 +58,13 @@ type conn struct {
 	// reader marks it before sending a message that makes the room wait.
 	roomDisp *roomDispatcher
 	pid      *actor.PID // set before the actor can receive anything addressed by others
+	// proc and roomProc are the processes behind pid and room, set with
+	// them (nil: send through the PID). The hot paths post to them
+	// directly: a send through a PID resolves it through a cached pointer
+	// to an interface, a chain of dependent loads (cache misses, with
+	// thousands of connections) on every delivery.
+	proc     *actor.ActorProcess
+	roomProc *actor.ActorProcess
 	sock     Socket
 	sys      *System
 	expires  time.Time
@@ -133,8 +140,21 @@ func (c *conn) enqueue(sender actor.SenderContext, msg any) bool {
 		}
 		return false
 	}
-	sender.Send(c.pid, msg)
+	if c.proc != nil {
+		c.proc.SendUserMessage(c.pid, msg)
+	} else {
+		sender.Send(c.pid, msg)
+	}
 	return true
+}
+
+// toRoom sends msg to c's room.
+func (c *conn) toRoom(msg any) {
+	if c.roomProc != nil {
+		c.roomProc.SendUserMessage(c.room, msg)
+		return
+	}
+	c.sys.root.Send(c.room, msg)
 }
 
 // stoppedQueue marks the message counter of a connection whose actor has

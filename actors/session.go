@@ -173,7 +173,7 @@ func (s *Session) Text(buf []byte, now time.Time) {
 		in.events, in.lastTs = m.EventCount, m.LastEventTimestamp
 		in.hasMore = m.HasMore
 	}
-	sys.root.Send(c.room, in)
+	c.toRoom(in)
 }
 
 // Binary handles a binary message, which the protocol does not use.
@@ -189,7 +189,7 @@ func (s *Session) Binary() {
 // answer sends an error through the room so that it reaches the client in
 // the order of the messages it answers.
 func (s *Session) answer(e *protocol.Error) {
-	s.c.sys.root.Send(s.c.room, &inbound{c: s.c, err: e})
+	s.c.toRoom(&inbound{c: s.c, err: e})
 }
 
 // answerTo is answer for a message decoded at least in part: the error
@@ -202,7 +202,7 @@ func (s *Session) answerTo(e *protocol.Error, m *protocol.Message) {
 	if m.StoreID != nil {
 		in.store = &storeIn{id: string(m.StoreID)}
 	}
-	s.c.sys.root.Send(s.c.room, in)
+	s.c.toRoom(in)
 }
 
 // headOf copies a head out of the frame.
@@ -234,7 +234,7 @@ func (s *Session) PeerClose(code uint16) {
 	}
 	c.peerCode.Store(uint32(code))
 	c.peerClosed.Store(true)
-	c.sys.root.Send(c.room, peerClose{c: c})
+	c.toRoom(peerClose{c: c})
 	c.sys.root.Send(c.pid, watchRoom{})
 }
 

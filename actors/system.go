@@ -465,6 +465,7 @@ func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 	// Others read c.pid only after a message sent below (attach, join),
 	// which orders their reads after this write.
 	c.pid = s.root.Spawn(s.connProps)
+	c.proc, c.roomProc = s.localProcess(c.pid), s.localProcess(c.room)
 	s.root.Send(c.pid, attach{c: c}) // nobody else knows the PID yet: this is its first message
 	s.root.Send(a.room, &join{c: c})
 	if s.draining.Load() {
@@ -472,6 +473,17 @@ func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 		c.close(CloseGoingAway)
 	}
 	return newSession(c)
+}
+
+// localProcess is the process behind a PID of this node, nil for another
+// node's.
+func (s *System) localProcess(pid *actor.PID) *actor.ActorProcess {
+	p, ok := s.as.ProcessRegistry.Get(pid)
+	if !ok {
+		return nil
+	}
+	ap, _ := p.(*actor.ActorProcess)
+	return ap
 }
 
 // Drain stops admitting connections and closes every open one with 1001.

@@ -228,7 +228,7 @@ func (r *reactor) loop() {
 // runtime parks the reactor until the epoll descriptor becomes readable.
 func (r *reactor) wait(fd uintptr) bool {
 	for {
-		r.ready, r.wErr = unix.EpollWait(int(fd), r.events, 0)
+		r.ready, r.wErr = nbEpollWait(int(fd), r.events)
 		if !errors.Is(r.wErr, unix.EINTR) {
 			break
 		}
@@ -271,7 +271,7 @@ func (r *reactor) serve(pc *pconn, now time.Time) bool {
 }
 
 func (r *reactor) read(fd uintptr) bool {
-	r.n, r.err = unix.Read(int(fd), r.buf)
+	r.n, r.err = nbRead(int(fd), r.buf)
 	if r.n < 0 {
 		r.n = 0
 	}

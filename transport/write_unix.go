@@ -20,6 +20,7 @@ type rawWriter struct {
 	n      int
 	err    error
 	fn     func(fd uintptr) bool
+	iov    [maxIovecs]unix.Iovec
 }
 
 var rawWriters = sync.Pool{New: func() any {
@@ -46,13 +47,7 @@ func writeRaw(rc syscall.RawConn, frames [][]byte) (int, error) {
 
 func (w *rawWriter) write(fd uintptr) bool {
 	for {
-		var n int
-		var err error
-		if len(w.frames) == 1 {
-			n, err = unix.Write(int(fd), w.frames[0])
-		} else {
-			n, err = writev(int(fd), w.frames)
-		}
+		n, err := writeFrames(int(fd), w.frames, &w.iov)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}

@@ -1,7 +1,14 @@
-//go:build linux || darwin
+//go:build darwin
 
 package transport
 
 import "golang.org/x/sys/unix"
 
-func writev(fd int, frames [][]byte) (int, error) { return unix.Writev(fd, frames) }
+const maxIovecs = 64
+
+func writeFrames(fd int, frames [][]byte, _ *[maxIovecs]unix.Iovec) (int, error) {
+	if len(frames) == 1 {
+		return unix.Write(fd, frames[0])
+	}
+	return unix.Writev(fd, frames[:min(len(frames), maxIovecs)])
+}

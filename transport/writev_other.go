@@ -4,9 +4,11 @@ package transport
 
 import "golang.org/x/sys/unix"
 
-// writev writes the frames one write(2) at a time where x/sys has no
+const maxIovecs = 64
+
+// writeFrames writes the frames one write(2) at a time where x/sys has no
 // writev, stopping at the first the socket does not take whole.
-func writev(fd int, frames [][]byte) (int, error) {
+func writeFrames(fd int, frames [][]byte, _ *[maxIovecs]unix.Iovec) (int, error) {
 	total := 0
 	for _, f := range frames {
 		n, err := unix.Write(fd, f)
