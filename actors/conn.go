@@ -72,6 +72,9 @@ type conn struct {
 	// proxy marks a connection whose socket is on another node of the
 	// cluster (cluster.go): its room is here, its reader and liveness there.
 	proxy bool
+	// peer is the room's entry for the connection, from its join to its
+	// leave: read and written by the room actor only.
+	peer *peer
 
 	// Send-queue accounting: enqueuers add, the actor subtracts as it hands
 	// a batch to the socket.

@@ -45,7 +45,7 @@ type room struct {
 	sys     *System
 	user    string
 	self    *actor.PID
-	peers   map[*conn]*peer
+	peers   []*peer                   // every connection in the room, in join order
 	bound   []*peer                   // relay order: binding order
 	pending map[string][]*pullRequest // by requestId; usually one each
 	slow    []*peer                   // scratch for one fan-out
@@ -57,9 +57,8 @@ type room struct {
 
 func newRoom(sys *System, user string) *room {
 	return &room{
-		sys:   sys,
-		user:  user,
-		peers: make(map[*conn]*peer),
+		sys:  sys,
+		user: user,
 		// pending and stores are made on their first entry:
 		// most rooms never have a pending peer_pull or a sequenced store.
 	}
@@ -80,7 +79,9 @@ func (r *room) Receive(ctx actor.Context) {
 		if h := r.sys.cfg.FaultHook; h != nil {
 			h("room", r.user)
 		}
-		r.peers[m.c] = &peer{c: m.c}
+		p := &peer{c: m.c}
+		m.c.peer = p
+		r.peers = append(r.peers, p)
 		r.checkExpiry(ctx, m.c, r.sys.cfg.Now())
 	case sweep:
 		r.sweep(ctx)
@@ -88,13 +89,16 @@ func (r *room) Receive(ctx actor.Context) {
 		// The user's room now lives on another node: its heads go there
 		// before its connections are told to reconnect.
 		r.handover(m.owner)
-		for c := range r.peers {
-			c.close(CloseRehomed)
+		for _, p := range r.peers {
+			p.c.close(CloseRehomed)
 		}
 	case *leave:
-		if p := r.peers[m.c]; p != nil {
+		if p := m.c.peer; p != nil {
 			r.unbind(p)
-			delete(r.peers, m.c)
+			m.c.peer = nil
+			if i := slices.Index(r.peers, p); i >= 0 {
+				r.peers = slices.Delete(r.peers, i, i+1)
+			}
 		}
 	case *expire:
 		r.finish(m.req)
@@ -108,20 +112,20 @@ func (r *room) Receive(ctx actor.Context) {
 				}
 			}
 		}
-		for c := range r.peers {
-			c.close(CloseGoingAway)
+		for _, p := range r.peers {
+			p.c.close(CloseGoingAway)
 		}
 	case abortAll:
-		for c := range r.peers {
-			_ = c.sock.Close() // safe from any goroutine; ends the reader
+		for _, p := range r.peers {
+			_ = p.c.sock.Close() // safe from any goroutine; ends the reader
 		}
 	case *actor.Started:
 		r.self = ctx.Self()
 	case *actor.Stopping:
 		// Stopped with peers still here means the room failed: close them
 		// so their clients reconnect into a fresh room.
-		for c := range r.peers {
-			c.close(CloseInternal)
+		for _, p := range r.peers {
+			p.c.close(CloseInternal)
 		}
 		for _, reqs := range r.pending {
 			for _, req := range reqs {
@@ -132,7 +136,7 @@ func (r *room) Receive(ctx actor.Context) {
 }
 
 func (r *room) handle(ctx actor.Context, m *inbound) {
-	p := r.peers[m.c]
+	p := m.c.peer
 	if p == nil || m.c.reason.Load() != 0 {
 		return
 	}
@@ -211,9 +215,9 @@ func (r *room) unbind(p *peer) {
 // next sweep.
 func (r *room) sweep(ctx actor.Context) {
 	now := r.sys.cfg.Now()
-	for c := range r.peers {
-		if !c.proxy { // a proxy's own node watches it
-			r.sys.sweepConn(ctx, c, now)
+	for _, p := range r.peers {
+		if !p.c.proxy { // a proxy's own node watches it
+			r.sys.sweepConn(ctx, p.c, now)
 		}
 	}
 }

@@ -42,23 +42,25 @@ type poller struct {
 }
 
 // reactor is one epoll loop. Its fields are its goroutine's (loop), except
-// conns, which the handshake goroutines (add) and any goroutine closing a
-// socket (finish) change too.
+// slots and free, which the handshake goroutines (add) and any goroutine
+// closing a socket (finish) change too.
 type reactor struct {
 	epfd int
 	file *os.File        // epfd, as Go's poller knows it
 	ep   syscall.RawConn // waits on file
-	// mu guards conns: the reactor looks connections up by the id in an
-	// event, add registers them from a handshake goroutine, and finish
-	// removes them from whichever goroutine closed the socket (the
-	// connection actor, a room aborting, a close-grace timer).
+	// mu guards slots and free: the reactor looks connections up by the
+	// slot in an event, add registers them from a handshake goroutine, and
+	// finish removes them from whichever goroutine closed the socket (the
+	// connection actor, a room aborting, a close-grace timer). An event
+	// carries its connection's slot and the low half of its id, so an event
+	// read before the connection left (its slot perhaps reused since) is
+	// recognized as stale. A slice rather than a map: no hashing, and
+	// 8 bytes per connection.
 	mu    sync.Mutex
-	conns map[uint64]*pconn
+	slots []*pconn
+	free  []uint32 // empty slots
 	buf   []byte
-	// Callbacks for the raw descriptors, bound once, and their results.
-	readFn func(fd uintptr) bool
-	n      int
-	err    error
+	// Callbacks for the epoll descriptor, bound once, and their results.
 	waitFn func(fd uintptr) bool
 	pollFn func(fd uintptr)
 	events []unix.EpollEvent
@@ -77,8 +79,9 @@ type pconn struct {
 	draining bool
 	queued   bool // in the reactor's list for this round or the next
 	id       uint64
+	slot     uint32
 	r        *reactor
-	sock     *socket // its descriptor (sock.rc), shared with the writes
+	sock     *socket // its descriptor, shared with the writes
 	sess     *actors.Session
 	parser   frameParser
 }
@@ -110,30 +113,62 @@ func newReactor(log zerolog.Logger) (*reactor, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("epoll non-blocking: %w", err)
 	}
-	r := &reactor{epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"), conns: make(map[uint64]*pconn),
+	r := &reactor{epfd: epfd, file: os.NewFile(uintptr(epfd), "epoll"),
 		buf: make([]byte, pollReadBuffer), events: make([]unix.EpollEvent, 256), log: log}
 	if r.ep, err = r.file.SyscallConn(); err != nil {
 		r.file.Close()
 		return nil, fmt.Errorf("epoll raw descriptor: %w", err)
 	}
-	r.readFn = r.read
 	r.waitFn = r.wait
 	r.pollFn = func(fd uintptr) { r.wait(fd) }
 	return r, nil
 }
 
-func setID(ev *unix.EpollEvent, id uint64) {
-	ev.Fd, ev.Pad = int32(uint32(id)), int32(uint32(id>>32))
+func setSlot(ev *unix.EpollEvent, pc *pconn) {
+	ev.Fd, ev.Pad = int32(pc.slot), int32(uint32(pc.id))
 }
 
-func eventID(ev *unix.EpollEvent) uint64 {
-	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+// lookup is the connection an event is for, nil when it has left.
+func (r *reactor) lookup(ev *unix.EpollEvent) *pconn {
+	slot := uint32(ev.Fd)
+	r.mu.Lock()
+	var pc *pconn
+	if int(slot) < len(r.slots) {
+		pc = r.slots[slot]
+	}
+	r.mu.Unlock()
+	if pc == nil || uint32(pc.id) != uint32(ev.Pad) {
+		return nil
+	}
+	return pc
+}
+
+// register gives pc a slot.
+func (r *reactor) register(pc *pconn) {
+	r.mu.Lock()
+	if n := len(r.free); n > 0 {
+		pc.slot = r.free[n-1]
+		r.free = r.free[:n-1]
+		r.slots[pc.slot] = pc
+	} else {
+		pc.slot = uint32(len(r.slots))
+		r.slots = append(r.slots, pc)
+	}
+	r.mu.Unlock()
+}
+
+// unregister frees pc's slot.
+func (r *reactor) unregister(pc *pconn) {
+	r.mu.Lock()
+	r.slots[pc.slot] = nil
+	r.free = append(r.free, pc.slot)
+	r.mu.Unlock()
 }
 
 // add hands an upgraded connection to the poller. pending holds bytes read
 // during the handshake. After add, the poller owns reading the socket.
 func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMessage int) error {
-	rc := sock.rc // shared with the writes
+	rc := sock.rc
 	if rc == nil {
 		return errors.New("connection has no file descriptor")
 	}
@@ -146,9 +181,7 @@ func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMess
 			fail(sess, reason)
 		}
 	}
-	r.mu.Lock()
-	r.conns[id] = pc
-	r.mu.Unlock()
+	r.register(pc)
 	sock.reader.Store(pc)
 	// Registering an edge-triggered descriptor that is already readable
 	// reports it at once, so bytes that came before this are not missed.
@@ -157,7 +190,7 @@ func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMess
 	var ctlErr error
 	err := rc.Control(func(fd uintptr) {
 		ev := unix.EpollEvent{Events: pollEvents}
-		setID(&ev, id)
+		setSlot(&ev, pc)
 		ctlErr = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
 	})
 	if err == nil {
@@ -196,9 +229,7 @@ func (r *reactor) loop() {
 		run := r.again
 		for i := range r.ready {
 			ev := &r.events[i]
-			r.mu.Lock()
-			pc := r.conns[eventID(ev)]
-			r.mu.Unlock()
+			pc := r.lookup(ev)
 			if pc == nil {
 				continue
 			}
@@ -248,12 +279,12 @@ func (r *reactor) serve(pc *pconn, now time.Time) bool {
 	if pc.done.Load() {
 		return false
 	}
-	err := pc.sock.rc.Read(r.readFn)
-	n, rerr := r.n, r.err
-	if err != nil {
-		pc.finish() // closed, or past the deadline the writer set while closing
+	if !pc.sock.use() {
+		pc.finish() // closed
 		return false
 	}
+	n, rerr := r.read(pc.sock.fd)
+	pc.sock.unuse()
 	if n > 0 && !pc.draining {
 		if reason := pc.parser.feed(r.buf[:n], now); reason != 0 {
 			pc.draining = true
@@ -270,12 +301,13 @@ func (r *reactor) serve(pc *pconn, now time.Time) bool {
 	return n == len(r.buf) || pc.hup
 }
 
-func (r *reactor) read(fd uintptr) bool {
-	r.n, r.err = nbRead(int(fd), r.buf)
-	if r.n < 0 {
-		r.n = 0
+func (r *reactor) read(fd int) (int, error) {
+	for {
+		n, err := nbRead(fd, r.buf)
+		if !errors.Is(err, unix.EINTR) {
+			return max(n, 0), err
+		}
 	}
-	return true // never park: readiness comes from epoll
 }
 
 // close stops the reactors. Connections still registered are not touched:
@@ -291,8 +323,7 @@ func (p *poller) close() {
 // It runs on the close-grace timer's goroutine (socket.Shut) and
 // touches only what is safe from any goroutine: the descriptor and finish.
 func (pc *pconn) expire() {
-	_ = pc.sock.c.Close()
-	pc.finish()
+	_ = pc.sock.Close()
 }
 
 // finish ends reading once: the session learns the reader has stopped.
@@ -302,8 +333,6 @@ func (pc *pconn) finish() {
 	if !pc.done.CompareAndSwap(false, true) {
 		return
 	}
-	pc.r.mu.Lock()
-	delete(pc.r.conns, pc.id)
-	pc.r.mu.Unlock()
+	pc.r.unregister(pc)
 	pc.sess.Done()
 }

@@ -15,8 +15,13 @@ import (
 // descriptor and never wait: a full socket is left to Wait, so the actor
 // can run on the goroutine that handed it its frames.
 type socket struct {
-	c            net.Conn
-	rc           syscall.RawConn // the descriptor, under the runtime's reference; nil: writes block (no descriptor)
+	c  net.Conn
+	rc syscall.RawConn // the descriptor, as the runtime's poller knows it (Wait); nil: writes block (no descriptor)
+	// fd is the descriptor's number, for the reads and writes made on it
+	// directly (write_unix.go); refs keeps it from being closed, and its
+	// number reused by another connection, while one of them is under way.
+	fd           int
+	refs         atomic.Int32 // raw calls in flight, plus fdClosed and fdReleased
 	writeTimeout time.Duration
 	closeGrace   time.Duration
 	// reader is the connection's place in the epoll reader, nil with the
@@ -26,20 +31,52 @@ type socket struct {
 }
 
 func newSocket(c net.Conn, writeTimeout, closeGrace time.Duration) *socket {
-	s := &socket{c: c, writeTimeout: writeTimeout, closeGrace: closeGrace}
+	s := &socket{c: c, fd: -1, writeTimeout: writeTimeout, closeGrace: closeGrace}
 	if sc, ok := c.(syscall.Conn); ok && rawWrites {
 		if rc, err := sc.SyscallConn(); err == nil {
-			s.rc = rc
+			if rc.Control(func(fd uintptr) { s.fd = int(fd) }) == nil {
+				s.rc = rc
+			}
 		}
 	}
 	return s
+}
+
+const (
+	fdClosed   = 1 << 29 // Close was called: no new raw call starts
+	fdReleased = 1 << 30 // the descriptor is closed
+)
+
+// use starts a raw call on s.fd; false once Close was called.
+func (s *socket) use() bool {
+	if s.refs.Add(1)&fdClosed != 0 {
+		s.unuse()
+		return false
+	}
+	return true
+}
+
+// unuse ends a raw call. The last one to end after Close closes the
+// descriptor.
+func (s *socket) unuse() {
+	if s.refs.Add(-1) == fdClosed {
+		s.release()
+	}
+}
+
+// release closes the descriptor once, when no raw call is under way.
+func (s *socket) release() error {
+	if !s.refs.CompareAndSwap(fdClosed, fdClosed|fdReleased) {
+		return nil // a raw call is under way, and its end will; or done already
+	}
+	return s.c.Close()
 }
 
 func (s *socket) Write(frames [][]byte) (int, error) {
 	if s.rc == nil {
 		return s.writeBlocking(frames)
 	}
-	return writeRaw(s.rc, frames)
+	return s.writeRaw(frames)
 }
 
 // writeBlocking is for a connection without a descriptor it can write
@@ -101,7 +138,10 @@ func (s *socket) Shut() {
 }
 
 func (s *socket) Close() error {
-	err := s.c.Close()
+	var err error
+	if s.refs.Or(fdClosed)&fdClosed == 0 {
+		err = s.release()
+	}
 	if pc := s.reader.Load(); pc != nil {
 		pc.finish() // no readiness event will come for a closed descriptor
 	}
