@@ -69,6 +69,10 @@ type conn struct {
 	sys      *System
 	expires  time.Time
 	opened   time.Time
+	// round is the reader's, when it reads in rounds (Round): frames read
+	// from this connection wait for the end of the round to be written.
+	// Set before the first frame is read.
+	round *Round
 	// proxy marks a connection whose socket is on another node of the
 	// cluster (cluster.go): its room is here, its reader and liveness there.
 	proxy bool
@@ -149,6 +153,15 @@ func (c *conn) enqueue(sender actor.SenderContext, msg any) bool {
 		sender.Send(c.pid, msg)
 	}
 	return true
+}
+
+// post sends msg to c's actor from outside any actor.
+func (c *conn) post(msg any) {
+	if c.proc != nil {
+		c.proc.SendUserMessage(c.pid, msg)
+		return
+	}
+	c.sys.root.Send(c.pid, msg)
 }
 
 // toRoom sends msg to c's room.

@@ -32,6 +32,8 @@ type (
 	armExpiry struct{}
 	// watchRoom asks the actor to watch its room: a peer's close waits on it.
 	watchRoom struct{}
+	// flushNow ends a reader's round (Round): write what was gathered.
+	flushNow struct{}
 )
 
 const (
@@ -92,6 +94,8 @@ type connActor struct {
 	readerOut bool // the reader has stopped
 	stopping  bool
 	watching  bool // the room, for a peer's close it has to decide
+	// roundDue: frames wait in b for a flushNow that a round will send.
+	roundDue bool
 }
 
 func (a *connActor) Receive(ctx actor.Context) {
@@ -107,6 +111,9 @@ func (a *connActor) Receive(ctx actor.Context) {
 			return
 		}
 		a.write(ctx)
+	case flushNow:
+		a.roundDue = false
+		a.flush(ctx)
 	case closeNow:
 		a.flush(ctx)
 		a.writeClose(ctx)
@@ -210,12 +217,29 @@ func (a *connActor) queue(ctx actor.Context, msg any) {
 	b.bufs = append(b.bufs, f)
 	b.msgs++
 	b.bytes += n
+	// What waits for a round still counts in the send queue: it may hold
+	// half the bound, so that a consumer that keeps up is never taken for
+	// a slow one.
+	cfg := &a.sys.cfg
+	if len(b.bufs) >= maxBatchFrames || b.bytes >= maxBatchBytes ||
+		2*b.msgs >= int64(cfg.SendQueueMessages) || 2*b.bytes >= cfg.SendQueueBytes {
+		a.flush(ctx)
+		return
+	}
 	// The room counts a message before sending it, so a count above what
 	// this batch holds means more frames are already on their way: wait for
-	// them and write everything at once.
-	if c.queuedMsgs.Load() <= b.msgs || len(b.bufs) >= maxBatchFrames || b.bytes >= maxBatchBytes {
-		a.flush(ctx)
+	// them and write everything at once. So does a round already due.
+	if c.queuedMsgs.Load() > b.msgs || a.roundDue {
+		return
 	}
+	// A message read in an open round waits for its end, with whatever
+	// else the round brings this connection (its acks, other senders'
+	// pushes): one write per connection and round.
+	if in, ok := msg.(*inbound); ok && in.c.round != nil && in.c.round.add(c) {
+		a.roundDue = true
+		return
+	}
+	a.flush(ctx)
 }
 
 // flush hands the gathered frames to the socket, or, while the socket is

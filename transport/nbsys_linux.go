@@ -18,8 +18,8 @@ import (
 // The price is that a garbage collection waiting to stop the world waits
 // for the call to return, which is microseconds.
 
-// maxIovecs bounds one writev; the rest of a longer batch is written next
-// time (the kernel's IOV_MAX is 1024).
+// maxIovecs bounds one writev(2), and the scratch space for it on the
+// writer's stack (the kernel's IOV_MAX is 1024).
 const maxIovecs = 64
 
 func nbRead(fd int, p []byte) (int, error) {
@@ -46,16 +46,37 @@ func nbWrite(fd int, p []byte) (int, error) {
 	return int(n), nil
 }
 
-// writeFrames writes a batch with one write(2) or writev(2).
+// writeFrames writes a batch with one write(2), or writev(2) for each
+// maxIovecs frames, until the socket takes less than it is given.
 func writeFrames(fd int, frames [][]byte, iov *[maxIovecs]unix.Iovec) (int, error) {
 	if len(frames) == 1 {
 		return nbWrite(fd, frames[0])
 	}
-	return nbWritev(fd, frames, iov)
+	total := 0
+	for len(frames) > 0 {
+		k := min(len(frames), maxIovecs)
+		want := 0
+		for _, f := range frames[:k] {
+			want += len(f)
+		}
+		n, err := nbWritev(fd, frames[:k], iov)
+		total += n
+		if err != nil {
+			if total > 0 && err == unix.EAGAIN {
+				return total, nil // what was written counts; the rest waits
+			}
+			return total, err
+		}
+		if n < want {
+			return total, nil
+		}
+		frames = frames[k:]
+	}
+	return total, nil
 }
 
-// nbWritev writes up to maxIovecs frames with one writev(2); iov is the
-// caller's scratch space, so that a write allocates nothing.
+// nbWritev writes at most maxIovecs frames with one writev(2); iov is
+// the caller's scratch space, so that a write allocates nothing.
 func nbWritev(fd int, frames [][]byte, iov *[maxIovecs]unix.Iovec) (int, error) {
 	k := 0
 	for _, f := range frames {

@@ -68,7 +68,10 @@ type reactor struct {
 	wErr   error
 	// Sockets to read again next round, and the other half of that list.
 	again, spare []*pconn
-	log          zerolog.Logger
+	// round has each connection written once per round: what the round's
+	// reads queue for a socket is written when the round ends.
+	round actors.Round
+	log   zerolog.Logger
 }
 
 // pconn is one connection in the poller. Apart from done, its fields are
@@ -175,6 +178,7 @@ func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMess
 	id := p.next.Add(1)
 	r := p.reactors[id%uint64(len(p.reactors))]
 	pc := &pconn{id: id, r: r, sock: sock, sess: sess, parser: frameParser{sess: sess, max: maxMessage}}
+	sess.SetRound(&r.round)
 	if len(pending) > 0 {
 		if reason := pc.parser.feed(pending, time.Now()); reason != 0 {
 			pc.draining = true
@@ -243,6 +247,7 @@ func (r *reactor) loop() {
 		}
 		r.again = r.spare[:0]
 		now := time.Now()
+		r.round.Begin()
 		for i, pc := range run {
 			run[i] = nil
 			if r.serve(pc, now) {
@@ -252,6 +257,7 @@ func (r *reactor) loop() {
 			}
 		}
 		r.spare = run[:0]
+		r.round.End()
 	}
 }
 

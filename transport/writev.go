@@ -10,5 +10,5 @@ func writeFrames(fd int, frames [][]byte, _ *[maxIovecs]unix.Iovec) (int, error)
 	if len(frames) == 1 {
 		return unix.Write(fd, frames[0])
 	}
-	return unix.Writev(fd, frames[:min(len(frames), maxIovecs)])
+	return unix.Writev(fd, frames)
 }
