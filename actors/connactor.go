@@ -331,6 +331,12 @@ func (a *connActor) write(ctx actor.Context) {
 			a.out = next
 		}
 	}
+	if b := a.b; b != nil && len(b.bufs) > 0 && !a.closeSent && !a.broken {
+		// Frames gathered while the socket was full waited for the frames
+		// counted ahead of them, which were the held ones: all written now.
+		a.flush(ctx) // hands them to the socket, and so comes back here
+		return
+	}
 	a.stopIfDone(ctx)
 }
 

@@ -91,7 +91,13 @@ func (s *Server) handle(c net.Conn, hs *list.Element) {
 		pending = append([]byte(nil), b...)
 	}
 	release()
-	sock := newSocket(c, s.cfg.WriteTimeout, s.cfg.CloseGrace)
+	var sock *socket
+	if s.poller != nil {
+		sock = detach(c, s.cfg.WriteTimeout, s.cfg.CloseGrace)
+	}
+	if sock == nil {
+		sock = newSocket(c, s.cfg.WriteTimeout, s.cfg.CloseGrace)
+	}
 	sess := s.sys.Open(adm, sock, actors.ConnInfo{Expires: ident.Expires})
 	if s.poller == nil {
 		readLoop(c, pending, sess, s.cfg.MaxMessageBytes)

@@ -77,16 +77,17 @@ type reactor struct {
 // pconn is one connection in the poller. Apart from done, its fields are
 // the reactor's, or the handshake goroutine's before registration.
 type pconn struct {
-	done     atomic.Bool
-	hup      bool // the peer shut its side: read on to the end
-	draining bool
-	queued   bool // in the reactor's list for this round or the next
-	id       uint64
-	slot     uint32
-	r        *reactor
-	sock     *socket // its descriptor, shared with the writes
-	sess     *actors.Session
-	parser   frameParser
+	done       atomic.Bool
+	registered atomic.Bool // in the epoll set: a Wait may turn writable reports on
+	hup        bool        // the peer shut its side: read on to the end
+	draining   bool
+	queued     bool // in the reactor's list for this round or the next
+	id         uint64
+	slot       uint32
+	r          *reactor
+	sock       *socket // its descriptor, shared with the writes
+	sess       *actors.Session
+	parser     frameParser
 }
 
 func newPoller(log zerolog.Logger) (*poller, error) {
@@ -171,8 +172,7 @@ func (r *reactor) unregister(pc *pconn) {
 // add hands an upgraded connection to the poller. pending holds bytes read
 // during the handshake. After add, the poller owns reading the socket.
 func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMessage int) error {
-	rc := sock.rc
-	if rc == nil {
+	if sock.fd < 0 {
 		return errors.New("connection has no file descriptor")
 	}
 	id := p.next.Add(1)
@@ -189,20 +189,23 @@ func (p *poller) add(sock *socket, pending []byte, sess *actors.Session, maxMess
 	sock.reader.Store(pc)
 	// Registering an edge-triggered descriptor that is already readable
 	// reports it at once, so bytes that came before this are not missed.
-	// Control runs under the runtime's reference on the descriptor, so one
-	// closed meanwhile (and perhaps reused) is never touched.
-	var ctlErr error
-	err := rc.Control(func(fd uintptr) {
-		ev := unix.EpollEvent{Events: pollEvents}
-		setSlot(&ev, pc)
-		ctlErr = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
-	})
-	if err == nil {
-		err = ctlErr
+	// Under use, a descriptor closed meanwhile (and perhaps reused) is
+	// never touched.
+	if !sock.use() {
+		pc.finish()
+		return errors.New("closed before it was watched")
 	}
+	ev := unix.EpollEvent{Events: pollEvents}
+	setSlot(&ev, pc)
+	err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, sock.fd, &ev)
+	sock.unuse()
 	if err != nil {
 		pc.finish()
 		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	pc.registered.Store(true)
+	if sock.c == nil && sock.out.Load() != nil {
+		pc.watchOut(true) // a Wait came before the registration
 	}
 	return nil
 }
@@ -236,6 +239,12 @@ func (r *reactor) loop() {
 			pc := r.lookup(ev)
 			if pc == nil {
 				continue
+			}
+			if ev.Events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 && pc.sock.c == nil {
+				pc.sock.writable() // a writer waits for this, or a failed write will tell
+				if ev.Events&^unix.EPOLLOUT == 0 {
+					continue // nothing to read
+				}
 			}
 			if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 				pc.hup = true

@@ -4,6 +4,8 @@ package transport
 
 import (
 	"errors"
+	"net"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -27,3 +29,18 @@ func (p *poller) close() {}
 func (pc *pconn) finish() {}
 
 func (pc *pconn) expire() {}
+
+// Sockets keep their net.Conn where there is no epoll reader: these are
+// never reached.
+
+func detach(net.Conn, time.Duration, time.Duration) *socket { return nil }
+
+func closeFD(int) error { return errNoEpoll }
+
+func (s *socket) waitOut(_ time.Duration, ready func(error)) { go ready(errNoEpoll) }
+
+func (s *socket) shutWrite() {}
+
+func (s *socket) peerName() string { return "" }
+
+func (pc *pconn) watchOut(bool) {}

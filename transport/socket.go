@@ -2,6 +2,7 @@ package transport
 
 import (
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -14,9 +15,15 @@ import (
 // writes; Close may come from any goroutine. Writes go straight to the
 // descriptor and never wait: a full socket is left to Wait, so the actor
 // can run on the goroutine that handed it its frames.
+//
+// A socket read by the epoll reader holds its descriptor alone (c is nil,
+// fdsocket_linux.go): once upgraded, the connection needs nothing from
+// Go's net package, whose connection state and poller registration would
+// cost an idle connection about 600 bytes. With the goroutine reader the
+// socket keeps its net.Conn, which that reader reads.
 type socket struct {
-	c  net.Conn
-	rc syscall.RawConn // the descriptor, as the runtime's poller knows it (Wait); nil: writes block (no descriptor)
+	c  net.Conn        // nil: the descriptor is the socket's alone
+	rc syscall.RawConn // with c: the descriptor as the runtime's poller knows it (Wait); nil with c: writes block
 	// fd is the descriptor's number, for the reads and writes made on it
 	// directly (write_unix.go); refs keeps it from being closed, and its
 	// number reused by another connection, while one of them is under way.
@@ -28,6 +35,9 @@ type socket struct {
 	// goroutine reader (whose blocked Read ends by itself on Close or at
 	// the read deadline).
 	reader atomic.Pointer[pconn]
+	// out is the Wait under way on a socket without c: the epoll reader
+	// or its timer ends it.
+	out atomic.Pointer[outWait]
 }
 
 func newSocket(c net.Conn, writeTimeout, closeGrace time.Duration) *socket {
@@ -60,7 +70,7 @@ func (s *socket) use() bool {
 // descriptor.
 func (s *socket) unuse() {
 	if s.refs.Add(-1) == fdClosed {
-		s.release()
+		_ = s.release()
 	}
 }
 
@@ -69,11 +79,14 @@ func (s *socket) release() error {
 	if !s.refs.CompareAndSwap(fdClosed, fdClosed|fdReleased) {
 		return nil // a raw call is under way, and its end will; or done already
 	}
+	if s.c == nil {
+		return closeFD(s.fd)
+	}
 	return s.c.Close()
 }
 
 func (s *socket) Write(frames [][]byte) (int, error) {
-	if s.rc == nil {
+	if s.fd < 0 {
 		return s.writeBlocking(frames)
 	}
 	return s.writeRaw(frames)
@@ -94,6 +107,10 @@ func (s *socket) Wait(closing bool, ready func(error)) {
 	d := s.writeTimeout
 	if closing {
 		d = min(d, time.Second+s.closeGrace)
+	}
+	if s.c == nil {
+		s.waitOut(d, ready)
+		return
 	}
 	if s.rc == nil {
 		go ready(nil)
@@ -126,7 +143,9 @@ func (s *socket) CloseFrame(code uint16, reason string) []byte { return wsframe.
 func (s *socket) Shut() {
 	// Half-close so the peer reads the close frame and then the end of the
 	// stream, while the reader keeps reading until the peer closes its side.
-	if tc, ok := s.c.(interface{ CloseWrite() error }); ok {
+	if s.c == nil {
+		s.shutWrite()
+	} else if tc, ok := s.c.(interface{ CloseWrite() error }); ok {
 		_ = tc.CloseWrite()
 	}
 	if pc := s.reader.Load(); pc != nil {
@@ -134,13 +153,22 @@ func (s *socket) Shut() {
 		// the timer's goroutine does, through what is safe from anywhere.
 		time.AfterFunc(s.closeGrace, pc.expire)
 	}
-	_ = s.c.SetReadDeadline(time.Now().Add(s.closeGrace))
+	if s.c != nil {
+		_ = s.c.SetReadDeadline(time.Now().Add(s.closeGrace))
+	}
 }
 
 func (s *socket) Close() error {
 	var err error
 	if s.refs.Or(fdClosed)&fdClosed == 0 {
-		err = s.release()
+		if s.fd < 0 {
+			err = s.c.Close() // no raw calls: nothing to wait for
+		} else {
+			err = s.release()
+		}
+		if w := s.out.Load(); w != nil {
+			s.endWait(w, net.ErrClosed)
+		}
 	}
 	if pc := s.reader.Load(); pc != nil {
 		pc.finish() // no readiness event will come for a closed descriptor
@@ -148,4 +176,36 @@ func (s *socket) Close() error {
 	return err
 }
 
-func (s *socket) RemoteAddr() string { return s.c.RemoteAddr().String() }
+func (s *socket) RemoteAddr() string {
+	if s.c == nil {
+		return s.peerName()
+	}
+	return s.c.RemoteAddr().String()
+}
+
+// outWait is one Wait on a socket without c. It ends once, by whichever
+// comes first: the reader's report, its timer, or Close.
+type outWait struct {
+	ready func(error)
+	done  atomic.Bool
+	mu    sync.Mutex // guards timer between waitOut and endWait
+	timer *time.Timer
+}
+
+// endWait ends w with err, once.
+func (s *socket) endWait(w *outWait, err error) {
+	if !w.done.CompareAndSwap(false, true) {
+		return
+	}
+	s.out.CompareAndSwap(w, nil)
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.mu.Unlock()
+	if pc := s.reader.Load(); pc != nil && err == nil {
+		// Before ready: the writer's next Wait turns the reports on again.
+		pc.watchOut(false)
+	}
+	go w.ready(err)
+}

@@ -259,3 +259,37 @@ func TestFullSocketPastTheWriteTimeoutIsClosedWhileItsPeersKeepUp(t *testing.T) 
 		push()
 	}
 }
+
+// TestDeviceThatStopsReadingUntilItsSocketIsFullGetsEverythingWhenItReadsAgain:
+// a device that reads nothing while 26 MB are pushed to it, far more than
+// loopback socket buffers hold, gets every push, in order and byte for byte,
+// once it reads again: its connection waits for the socket to take bytes
+// again, and loses or reorders nothing meanwhile.
+func TestDeviceThatStopsReadingUntilItsSocketIsFullGetsEverythingWhenItReadsAgain(t *testing.T) {
+	const n, pad = 1600, 16 << 10
+	s := relaytest.Start(t, delivNoRateLimit(func(c *transport.Config) {
+		c.Actors.SendQueueBytes = 256 << 20
+		c.Actors.SendQueueMessages = 4 * n
+	}))
+	laptop, phone := s.Dial(t, "alice", "laptop"), s.Dial(t, "alice", "phone")
+	laptop.Bind()
+	phone.Bind()
+	padding := strings.Repeat("x", pad)
+	frames := make([][]byte, n)
+	for i := range frames {
+		frames[i] = delivPush(t, laptop, delivData{User: "alice", From: "laptop", Seq: i, Pad: padding})
+	}
+	acks := delivReadN(laptop, n)
+	for _, b := range frames {
+		laptop.SendRaw(b)
+	}
+	// Every push is acked, so queued for the phone, which has read none.
+	delivCheckAcks(t, "laptop", delivWait(t, acks), n)
+	got := delivWait(t, delivReadN(phone, n))
+	if extra := delivCheckStream(t, "phone", got, map[string][][]byte{"laptop": frames}); len(extra) > 0 {
+		t.Fatalf("phone got an ack for a push it never sent: %.200s", extra[0].Raw)
+	}
+	if got := s.Metric(t, "livestore_relay_slow_consumer_disconnects_total"); got != 0 {
+		t.Fatalf("slow consumer closes: %v, want 0", got)
+	}
+}
