@@ -564,7 +564,7 @@ func (e *endpoint) attach(m *clusterpb.Attach) clusterpb.AttachReply_Result {
 		return clusterpb.AttachReply_UNAVAILABLE
 	}
 	now := s.cfg.Now()
-	c := &conn{id: s.nextID.Add(1), user: m.User, room: r.room, roomDisp: r.disp, sys: s, opened: now, proxy: true}
+	c := &conn{id: s.nextID.Add(1), user: m.User, room: r.room, roomDisp: r.disp, sys: s, opened: now.UnixNano(), proxy: true}
 	c.sock = &remoteSocket{n: n, c: c, node: m.Node, conn: m.Conn, edge: actor.NewPID(m.Node, m.Edge)}
 	c.lastRead.Store(now.UnixNano())
 	s.conns.Add(1)

@@ -3,7 +3,6 @@ package actors
 import (
 	"math"
 	"sync/atomic"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -67,8 +66,8 @@ type conn struct {
 	roomProc *actor.ActorProcess
 	sock     Socket
 	sys      *System
-	expires  time.Time
-	opened   time.Time
+	expires  int64 // unix nanoseconds of the token's expiry; 0: none
+	opened   int64 // unix nanoseconds
 	// round is the reader's, when it reads in rounds (Round): frames read
 	// from this connection wait for the end of the round to be written.
 	// Set before the first frame is read.

@@ -152,7 +152,7 @@ func (a *connActor) Receive(ctx actor.Context) {
 			// The callback runs on the timer's own goroutine, possibly
 			// after the actor has stopped: it touches only c.close, which
 			// is safe from anywhere (and a no-op once the end is decided).
-			a.expiry = time.AfterFunc(max(c.expires.Sub(a.sys.cfg.Now()), 0), func() { c.close(CloseTokenExpired) })
+			a.expiry = time.AfterFunc(max(time.Duration(c.expires-a.sys.cfg.Now().UnixNano()), 0), func() { c.close(CloseTokenExpired) })
 		}
 	case attach:
 		a.c = m.c
@@ -456,7 +456,7 @@ func (a *connActor) stop(ctx actor.Context) {
 	if id := c.ident.Load(); id != nil {
 		ev = ev.Str("clientId", id.clientID).Str("sessionId", id.sessionID)
 	}
-	ev.Int64("duration_ms", a.sys.cfg.Now().Sub(c.opened).Milliseconds()).Uint16("code", code).Str("reason", r.String()).
+	ev.Int64("duration_ms", time.Duration(a.sys.cfg.Now().UnixNano()-c.opened).Milliseconds()).Uint16("code", code).Str("reason", r.String()).
 		Int64("messages_in", c.msgsIn.Load()).Int64("messages_out", c.msgsOut.Load()).Msg("connection closed")
 	a.sys.conns.Done()
 }

@@ -52,7 +52,7 @@ type room struct {
 	remote  []*peer                   // scratch: proxies that got the current push (cluster.go)
 	relayed uint64                    // pushes with events seen; the loss-injection build drops by it
 	stores  map[string]*storeRoute    // sequenced stores with a joined peer (store.go)
-	op      heads.Op                  // the room's one request to the head keeper, reused
+	op      *heads.Op                 // the room's one request to the head keeper, reused (keeperOp)
 }
 
 func newRoom(sys *System, user string) *room {
@@ -242,7 +242,7 @@ func (s *System) sweepConn(ctx actor.Context, c *conn, now time.Time) {
 func (r *room) checkExpiry(ctx actor.Context, c *conn, now time.Time) { r.sys.checkExpiry(ctx, c, now) }
 
 func (s *System) checkExpiry(ctx actor.Context, c *conn, now time.Time) {
-	if !c.expires.IsZero() && c.expires.Sub(now) <= s.sweepEvery() {
+	if c.expires != 0 && time.Duration(c.expires-now.UnixNano()) <= s.sweepEvery() {
 		ctx.Send(c.pid, armExpiry{})
 	}
 }

@@ -57,16 +57,25 @@ func (r *room) joined(p *peer, store string) *storeRoute {
 	return r.stores[store]
 }
 
+// keeperOp is the room's one keeper request, made on first use: most
+// rooms never have a sequenced store.
+func (r *room) keeperOp() *heads.Op {
+	if r.op == nil {
+		r.op = &heads.Op{}
+	}
+	return r.op
+}
+
 // ask hands the room's one keeper request over and waits for the answer.
 func (r *room) ask(kind heads.Kind, store string) *heads.Op {
-	op := &r.op
+	op := r.keeperOp()
 	op.Kind, op.User, op.Store = kind, r.user, store
 	r.sys.heads.Do(op)
 	return op
 }
 
 func (r *room) joinStore(ctx actor.Context, p *peer, m *inbound) {
-	r.op.Announced = m.store.head
+	r.keeperOp().Announced = m.store.head
 	op := r.ask(heads.Join, m.storeID())
 	sm := &r.sys.metrics.store
 	switch op.Result {
@@ -149,7 +158,8 @@ func (r *room) storePush(ctx actor.Context, p *peer, m *inbound) {
 	if m.events == 0 {
 		op = r.ask(heads.Read, m.storeID())
 	} else {
-		r.op.Parent, r.op.Next = m.store.firstParent, m.store.head
+		op = r.keeperOp()
+		op.Parent, op.Next = m.store.firstParent, m.store.head
 		op = r.ask(heads.Append, m.storeID())
 	}
 	switch op.Result {

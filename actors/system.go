@@ -457,10 +457,12 @@ func (s *System) Open(a *Admission, sock Socket, info ConnInfo) *Session {
 		roomDisp: a.disp,
 		sock:     sock,
 		sys:      s,
-		expires:  info.Expires,
-		opened:   s.cfg.Now(),
+		opened:   s.cfg.Now().UnixNano(),
 	}
-	c.lastRead.Store(c.opened.UnixNano())
+	if !info.Expires.IsZero() {
+		c.expires = info.Expires.UnixNano()
+	}
+	c.lastRead.Store(c.opened)
 	s.metrics.Connections.Inc()
 	// Others read c.pid only after a message sent below (attach, join),
 	// which orders their reads after this write.

@@ -44,27 +44,28 @@ type session interface {
 // its session, whatever way they were read: it keeps the state of a frame
 // or message that is split across reads, so the reader can hand it any
 // chunk it has. Only one goroutine at a time calls it.
+// Its fields are ordered to pack: one is held per idle connection.
 type frameParser struct {
 	sess session
 	max  int
 
-	hdr [ws.MaxHeaderSize]byte // a header split across reads
-	hn  int
+	hdr     [ws.MaxHeaderSize]byte // a header split across reads
+	hn      uint8
+	inFrame bool // the current frame's header is complete
 
 	// The current frame, once its header is complete.
-	h       ws.Header
-	inFrame bool
-	pos     int64  // payload bytes of the frame read so far
-	left    int64  // and still to come
-	ctl     []byte // a control frame's payload, allocated when one arrives
-	skip    bool   // the close is decided: data payloads are discarded
+	h    ws.Header
+	pos  int64  // payload bytes of the frame read so far
+	left int64  // and still to come
+	ctl  []byte // a control frame's payload, allocated when one arrives
 
 	// The message being assembled.
 	msg   []byte    // wsframe.HeaderRoom first, then the payload so far
 	size  int64     // payload bytes announced so far
-	frags int       // frames so far
+	frags int32     // frames so far
 	op    ws.OpCode // its opcode
 	in    bool      // a message is being assembled
+	skip  bool      // the close is decided: data payloads are discarded
 }
 
 // feed consumes p. It returns closeNone (0) while reading goes on;
@@ -105,7 +106,7 @@ func (f *frameParser) header(p []byte) (int, actors.CloseReason) {
 	used := 0
 	if f.hn < 2 {
 		n := copy(f.hdr[f.hn:2], p)
-		f.hn += n
+		f.hn += uint8(n)
 		used += n
 		if f.hn < 2 {
 			return used, 0
@@ -113,9 +114,9 @@ func (f *frameParser) header(p []byte) (int, actors.CloseReason) {
 	}
 	size := wsframe.HeaderSize(f.hdr[0], f.hdr[1])
 	n := copy(f.hdr[f.hn:size], p[used:])
-	f.hn += n
+	f.hn += uint8(n)
 	used += n
-	if f.hn < size {
+	if int(f.hn) < size {
 		return used, 0
 	}
 	f.hn = 0
