@@ -86,8 +86,14 @@ func (d *directory) spawn(ctx actor.Context, user, edge string) *roomEntry {
 			e.disp = &roomDispatcher{throughput: d.sys.cfg.RoomThroughput}
 			opts = append(opts[:len(opts):len(opts)], actor.WithDispatcher(e.disp))
 		}
-		props := actor.PropsFromProducer(func() actor.Actor { return newRoom(d.sys, user) }, opts...)
-		e.pid = ctx.Spawn(props)
+		if props := d.sys.roomProps; props != nil {
+			d.state.spawning.user, d.state.spawning.disp = user, e.disp
+			e.pid = ctx.Spawn(props)
+			d.state.spawning.user, d.state.spawning.disp = "", nil
+		} else {
+			props := actor.PropsFromProducer(func() actor.Actor { return newRoom(d.sys, user) }, opts...)
+			e.pid = ctx.Spawn(props)
+		}
 		d.sys.metrics.Rooms.Inc()
 		if cl := d.sys.cl; cl != nil {
 			cl.m.ownedRooms.Inc()
@@ -129,6 +135,13 @@ type roomEntry struct {
 type directoryState struct {
 	rooms map[string]*roomEntry
 	total int
+	// spawning is the room being spawned with the shared Props
+	// (System.roomProps), for its producers: set and read on the
+	// directory's goroutine only, around one Spawn.
+	spawning struct {
+		user string
+		disp *roomDispatcher
+	}
 }
 
 type directory struct {

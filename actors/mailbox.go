@@ -104,8 +104,13 @@ func (m *compactMailbox) PostSystemMessage(msg any) {
 	m.schedule()
 }
 
+// RegisterHandlers takes the Props' dispatcher unless the mailbox was made
+// with one of its own (a room's, System.roomProps).
 func (m *compactMailbox) RegisterHandlers(invoker actor.MessageInvoker, dispatcher actor.Dispatcher) {
-	m.invoker, m.dispatch = invoker, dispatcher
+	m.invoker = invoker
+	if m.dispatch == nil {
+		m.dispatch = dispatcher
+	}
 }
 
 func (m *compactMailbox) Start() {}

@@ -200,6 +200,7 @@ type System struct {
 	root       *actor.RootContext
 	directory  *actor.PID
 	roomOpts   []actor.PropsOption
+	roomProps  *actor.Props // shared by the rooms when it can be (NewSystem); else each has its own
 	connProps  *actor.Props
 	proxyProps *actor.Props // connection actors of proxies (cluster.go)
 	stopSweep  chan struct{}
@@ -275,9 +276,23 @@ func NewSystem(cfg Config) (*System, error) {
 	s.proxyProps = actor.PropsFromProducer(func() actor.Actor { return &connActor{sys: s} },
 		actor.WithMailbox(connMailbox), actor.WithDispatcher(actor.NewDefaultDispatcher(cfg.ConnThroughput)), actor.WithGuardian(stopOnFailure))
 	// Not restart: protoactor stops every child of a restarting actor, and
-	// the rooms are the directory's children.
+	// the rooms are the directory's children (and a shared room Props
+	// could not produce a room again: System.roomProps).
 	resumeOnFailure := actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive { return actor.ResumeDirective })
 	state := &directoryState{rooms: make(map[string]*roomEntry)}
+	if cfg.Mailbox == MailboxCompact && cfg.RoomDispatcher == DispatchInline {
+		// Every room shares one Props (a Props per room costs about 230
+		// bytes): its producers, which run inside the directory's Spawn and
+		// on its goroutine, take the room's user and dispatcher from there.
+		var g *depthGauge
+		if cfg.Metrics.RoomMailbox != nil {
+			g = &depthGauge{cfg.Metrics.RoomMailbox}
+		}
+		s.roomProps = actor.PropsFromProducer(func() actor.Actor { return newRoom(s, state.spawning.user) },
+			actor.WithMailbox(func() actor.Mailbox {
+				return &compactMailbox{gauge: g, dispatch: state.spawning.disp}
+			}))
+	}
 	dirProps := actor.PropsFromProducer(func() actor.Actor { return &directory{sys: s, state: state} },
 		actor.WithGuardian(resumeOnFailure), actor.WithSupervisor(stopOnFailure),
 		actor.WithMailbox(mailbox(cfg.Metrics.DirMailbox)))
