@@ -586,7 +586,7 @@ func (e *endpoint) attach(m *clusterpb.Attach) clusterpb.AttachReply_Result {
 func (c *conn) endProxy() {
 	rs := c.sock.(*remoteSocket)
 	rs.detached.Store(true)
-	c.sys.root.Send(c.pid, readerDone{})
+	c.post(readerDone{})
 }
 
 // inboundFrom rebuilds on the owner the message an edge read.
@@ -698,7 +698,7 @@ func (r *remoteSocket) sendClose() {
 // has not been, and the writer sees its reader stop.
 func (r *remoteSocket) Close() error {
 	r.sendClose()
-	r.ended.Do(func() { r.n.sys.root.Send(r.c.pid, readerDone{}) })
+	r.ended.Do(func() { r.c.post(readerDone{}) })
 	return nil
 }
 

@@ -112,7 +112,7 @@ func (e *edge) deliver(ctx actor.Context, m *clusterpb.Deliver) bool {
 	cm.framesIn.Add(float64(len(m.Frames)))
 	for _, f := range m.Frames {
 		cm.bytesIn.Add(float64(len(f)))
-		if !c.enqueue(ctx, &serverFrame{b: f, kind: outRemote}) {
+		if !c.enqueue(&serverFrame{b: f, kind: outRemote}) {
 			return false
 		}
 	}
@@ -131,7 +131,7 @@ const confirmRemoteWait = 5 * time.Second
 func (r *room) confirmRemote() {
 	done := make(chan *conn, len(r.remote))
 	for _, q := range r.remote {
-		r.sys.root.Send(q.c.pid, barrier{c: q.c, done: done})
+		q.c.post(barrier{c: q.c, done: done})
 	}
 	timer := time.NewTimer(confirmRemoteWait)
 	defer timer.Stop()

@@ -122,7 +122,7 @@ func cost(to *conn, msg any) int64 {
 // pong), rooms (fan-out, answers, pings) and the connection's own actor,
 // concurrently: the queue counters are atomic, and the send goes through
 // the actor's mailbox. A message, once enqueued, is read-only.
-func (c *conn) enqueue(sender actor.SenderContext, msg any) bool {
+func (c *conn) enqueue(msg any) bool {
 	if c.reason.Load() != 0 {
 		return false
 	}
@@ -146,15 +146,11 @@ func (c *conn) enqueue(sender actor.SenderContext, msg any) bool {
 		}
 		return false
 	}
-	if c.proc != nil {
-		c.proc.SendUserMessage(c.pid, msg)
-	} else {
-		sender.Send(c.pid, msg)
-	}
+	c.post(msg)
 	return true
 }
 
-// post sends msg to c's actor from outside any actor.
+// post sends msg to c's actor, from any goroutine.
 func (c *conn) post(msg any) {
 	if c.proc != nil {
 		c.proc.SendUserMessage(c.pid, msg)
@@ -198,7 +194,7 @@ func (c *conn) close(r CloseReason) bool {
 	if !c.reason.CompareAndSwap(0, uint32(r)) {
 		return false
 	}
-	c.sys.root.Send(c.pid, closeNow{})
+	c.post(closeNow{})
 	return true
 }
 

@@ -234,7 +234,7 @@ func (s *System) sweepConn(ctx actor.Context, c *conn, now time.Time) {
 		c.close(CloseLiveness)
 		return
 	case quiet >= interval:
-		c.enqueue(ctx, &ctrlFrame{b: wsframe.Ping()})
+		c.enqueue(&ctrlFrame{b: wsframe.Ping()})
 	}
 	s.checkExpiry(ctx, c, now)
 }
@@ -250,7 +250,7 @@ func (s *System) checkExpiry(ctx actor.Context, c *conn, now time.Time) {
 // deliver queues msg for p; a peer that cannot take it is closed as a slow
 // consumer and leaves routing after the current fan-out.
 func (r *room) deliver(ctx actor.Context, p *peer, msg any) bool {
-	if p.c.enqueue(ctx, msg) {
+	if p.c.enqueue(msg) {
 		return true
 	}
 	r.slow = append(r.slow, p)

@@ -11,7 +11,7 @@ import "sync"
 // round only sends it a message.
 //
 // The reader owns Begin and End; connection actors, on whatever goroutine
-// they run, call defer. mu guards open and dirty between them.
+// they run, call add. mu guards open and dirty between them.
 type Round struct {
 	mu    sync.Mutex
 	open  bool

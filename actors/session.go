@@ -217,7 +217,7 @@ func (s *Session) Ping(payload []byte, now time.Time) {
 	if s.Closing() || !s.limiter.AllowN(now, 1) {
 		return
 	}
-	s.c.enqueue(s.c.sys.root, &ctrlFrame{b: wsframe.Pong(payload)})
+	s.c.enqueue(&ctrlFrame{b: wsframe.Pong(payload)})
 }
 
 // Pong takes a pong, which needs no answer; it counts against the message
@@ -235,7 +235,7 @@ func (s *Session) PeerClose(code uint16) {
 	c.peerCode.Store(uint32(code))
 	c.peerClosed.Store(true)
 	c.toRoom(peerClose{c: c})
-	c.sys.root.Send(c.pid, watchRoom{})
+	c.post(watchRoom{})
 }
 
 // Fail ends the connection for a reason the reader found (a protocol
@@ -244,4 +244,4 @@ func (s *Session) Fail(r CloseReason) { s.c.close(r) }
 
 // Done tells the connection that its reader has stopped and will not touch
 // the socket again.
-func (s *Session) Done() { s.c.sys.root.Send(s.c.pid, readerDone{}) }
+func (s *Session) Done() { s.c.post(readerDone{}) }

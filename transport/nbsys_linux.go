@@ -22,24 +22,17 @@ import (
 // writer's stack (the kernel's IOV_MAX is 1024).
 const maxIovecs = 64
 
-func nbRead(fd int, p []byte) (int, error) {
-	var ptr unsafe.Pointer
-	if len(p) > 0 {
-		ptr = unsafe.Pointer(&p[0])
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(ptr), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
+func nbRead(fd int, p []byte) (int, error) { return nbIO(unix.SYS_READ, fd, p) }
 
-func nbWrite(fd int, p []byte) (int, error) {
+func nbWrite(fd int, p []byte) (int, error) { return nbIO(unix.SYS_WRITE, fd, p) }
+
+// nbIO is read(2) or write(2) (trap) on p.
+func nbIO(trap uintptr, fd int, p []byte) (int, error) {
 	var ptr unsafe.Pointer
 	if len(p) > 0 {
 		ptr = unsafe.Pointer(&p[0])
 	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	n, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(ptr), uintptr(len(p)))
 	if e != 0 {
 		return 0, e
 	}

@@ -161,11 +161,7 @@ func (s *socket) Shut() {
 func (s *socket) Close() error {
 	var err error
 	if s.refs.Or(fdClosed)&fdClosed == 0 {
-		if s.fd < 0 {
-			err = s.c.Close() // no raw calls: nothing to wait for
-		} else {
-			err = s.release()
-		}
+		err = s.release()
 		if w := s.out.Load(); w != nil {
 			s.endWait(w, net.ErrClosed)
 		}
