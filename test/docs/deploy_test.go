@@ -691,27 +691,36 @@ func TestCompose(t *testing.T) {
 
 // ---- kubernetes.yaml -------------------------------------------------------------
 
-func kubeDocs(t *testing.T) map[string]map[string]any {
+// yamlDocs reads the documents of a YAML file of the repository, empty
+// ones left out.
+func yamlDocs(t *testing.T, file string) []map[string]any {
 	t.Helper()
-	f, err := os.Open(filepath.Join(repoRoot, kubernetesPath))
+	f, err := os.Open(filepath.Join(repoRoot, file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	byKind := map[string]map[string]any{}
+	var docs []map[string]any
 	dec := yaml.NewDecoder(f)
 	for {
 		var doc map[string]any
 		err := dec.Decode(&doc)
 		if errors.Is(err, io.EOF) {
-			break
+			return docs
 		}
 		if err != nil {
-			t.Fatalf("%s: %v", kubernetesPath, err)
+			t.Fatalf("%s: %v", file, err)
 		}
-		if doc == nil {
-			continue
+		if doc != nil {
+			docs = append(docs, doc)
 		}
+	}
+}
+
+func kubeDocs(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	byKind := map[string]map[string]any{}
+	for _, doc := range yamlDocs(t, kubernetesPath) {
 		kind := str(doc["kind"])
 		if _, dup := byKind[kind]; dup {
 			t.Fatalf("%s: two %s objects", kubernetesPath, kind)
@@ -897,25 +906,8 @@ const clusterPort = 8090
 // kubeObjects reads every object of a manifest, by kind and then name.
 func kubeObjects(t *testing.T, file string) map[string]map[string]map[string]any {
 	t.Helper()
-	f, err := os.Open(filepath.Join(repoRoot, file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	objs := map[string]map[string]map[string]any{}
-	dec := yaml.NewDecoder(f)
-	for {
-		var doc map[string]any
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		if doc == nil {
-			continue
-		}
+	for _, doc := range yamlDocs(t, file) {
 		kind, name := str(doc["kind"]), str(get(doc, "metadata", "name"))
 		if kind == "" || name == "" || str(doc["apiVersion"]) == "" {
 			t.Fatalf("%s: an object without apiVersion, kind or metadata.name: %v", file, doc)

@@ -328,16 +328,9 @@ func TestSoakCluster(t *testing.T) {
 		ConnectConcurrency: 16, ConnectTimeout: 10 * time.Second, Progress: -1,
 		RelayLog: filepath.Join(t.TempDir(), "relay.log"),
 	}
-	var stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := Run(ctx, cfg, &stderr)
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, stderr.String())
-	}
-	b, _ := json.Marshal(res)
+	res, b, stderr := runSoak(t, cfg, 2*time.Minute)
 	if !res.Pass {
-		t.Fatalf("cluster soak failed: %v\n%s\n%s", res.Failures, b, stderr.String())
+		t.Fatalf("cluster soak failed: %v\n%s\n%s", res.Failures, b, stderr)
 	}
 	switch {
 	case res.Connections != 180 || res.OpenAtEnd != 180:

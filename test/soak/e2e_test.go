@@ -11,6 +11,21 @@ import (
 	"github.com/livestore-relay/livestore-relay/test/relaytest"
 )
 
+// runSoak runs cfg against a relay to its end and returns the result, its
+// JSON, and what the run printed on its standard error.
+func runSoak(t *testing.T, cfg Config, timeout time.Duration) (*Result, []byte, string) {
+	t.Helper()
+	var stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	res, err := Run(ctx, cfg, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	b, _ := json.Marshal(res)
+	return res, b, stderr.String()
+}
+
 // TestSoakPasses runs a few hundred connections with pushes and peer_pulls
 // against the real relay binary: every promise must hold.
 func TestSoakPasses(t *testing.T) {
@@ -24,16 +39,9 @@ func TestSoakPasses(t *testing.T) {
 		Duration: 3 * time.Second, Drain: 5 * time.Second, PeerPullEvery: time.Second, PeerPullPages: 2,
 		ConnectConcurrency: 32, ConnectTimeout: 10 * time.Second, Progress: -1,
 	}
-	var stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	res, err := Run(ctx, cfg, &stderr)
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, stderr.String())
-	}
-	b, _ := json.Marshal(res)
+	res, b, stderr := runSoak(t, cfg, time.Minute)
 	if !res.Pass {
-		t.Fatalf("soak failed: %v\n%s\n%s", res.Failures, b, stderr.String())
+		t.Fatalf("soak failed: %v\n%s\n%s", res.Failures, b, stderr)
 	}
 	switch {
 	case res.Connections != 400, res.OpenAtEnd != 400:
@@ -111,16 +119,9 @@ func TestSoakSequencedStore(t *testing.T) {
 		EventBytes: 200, Duration: 3 * time.Second, Drain: 5 * time.Second, PeerPullPages: 2, Store: "todos",
 		ConnectConcurrency: 32, ConnectTimeout: 10 * time.Second, Progress: -1,
 	}
-	var stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	res, err := Run(ctx, cfg, &stderr)
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, stderr.String())
-	}
-	b, _ := json.Marshal(res)
+	res, b, stderr := runSoak(t, cfg, time.Minute)
 	if !res.Pass {
-		t.Fatalf("soak failed: %v\n%s\n%s", res.Failures, b, stderr.String())
+		t.Fatalf("soak failed: %v\n%s\n%s", res.Failures, b, stderr)
 	}
 	if res.Acks < 600 || res.Acks != res.Pushes || res.Deliveries != 3*res.Acks {
 		t.Errorf("pushes %d acks %d deliveries %d: %s", res.Pushes, res.Acks, res.Deliveries, b)

@@ -2,8 +2,6 @@ package soak
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -189,16 +187,9 @@ func TestSoakSpreadsDevicesOverURLs(t *testing.T) {
 		Duration: 2 * time.Second, Drain: 5 * time.Second, PeerPullEvery: time.Second, PeerPullPages: 2,
 		ConnectConcurrency: 16, ConnectTimeout: 10 * time.Second, Progress: -1,
 	}
-	var stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	res, err := Run(ctx, cfg, &stderr)
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, stderr.String())
-	}
-	b, _ := json.Marshal(res)
+	res, b, stderr := runSoak(t, cfg, time.Minute)
 	if !res.Pass || res.Connections != users*devices || res.Deliveries != 2*res.Acks || res.PeerPullsAnswered != res.PeerPulls {
-		t.Fatalf("soak through two URLs: %s\n%s", b, stderr.String())
+		t.Fatalf("soak through two URLs: %s\n%s", b, stderr)
 	}
 	// One metrics URL: the figures are the relay's, not a list of nodes.
 	if res.ServerPeakRSS == nil || res.ServerNodes != nil {
